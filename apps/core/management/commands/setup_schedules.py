@@ -1,0 +1,22 @@
+"""Register the periodic safety-net tasks with django-q2 (idempotent)."""
+
+from django.core.management.base import BaseCommand
+from django_q.models import Schedule
+
+SCHEDULES = [
+    # (name, task path, minutes between runs)
+    ("sweep expired quota reservations", "apps.tenants.tasks.sweep_quota_reservations", 5),
+    ("purge old finished operations", "apps.core.tasks.purge_operations", 60),
+]
+
+
+class Command(BaseCommand):
+    help = "Create or update the periodic tasks."
+
+    def handle(self, *args, **options):
+        for name, func, minutes in SCHEDULES:
+            Schedule.objects.update_or_create(
+                name=name,
+                defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+            )
+        self.stdout.write(f"{len(SCHEDULES)} schedules registered")

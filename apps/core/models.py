@@ -1,0 +1,176 @@
+"""Base models: tenant-owned rows with public ids and soft delete, the scoped queryset that is
+the one place where tenancy is enforced, the audit log, long-running operations and the
+platform settings operators edit in the back office."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from apps.core.ids import new_public_id
+
+if TYPE_CHECKING:
+    from apps.core.actor import Actor
+
+
+class ScopedQuerySet(models.QuerySet):
+    """Rows that carry a `tenant` and belong to an area (class attribute `area`, or a per-row
+    `area` column when the model sets `area_field`)."""
+
+    def for_actor(self, actor: Actor, action: str = "view") -> ScopedQuerySet:
+        """Rows of the actor's tenant it may `action`; operators and the system see all.
+        Empty, never an error: a row of another tenant simply is not there (404)."""
+        if actor.is_privileged:
+            return self
+        if actor.tenant is None or actor.user is None:
+            return self.none()
+        rows = self.filter(tenant_id=actor.tenant.pk)
+        area_field = getattr(self.model, "area_field", None)
+        if area_field:
+            from apps.core.policies import areas
+
+            allowed = [a.name for a in areas() if actor.allows(a.name, action)]
+            return rows.filter(**{f"{area_field}__in": allowed})
+        if actor.allows(self.model.area, action):
+            return rows
+        return self._granted(actor, action, rows)
+
+    def _granted(self, actor: Actor, action: str, rows: ScopedQuerySet) -> ScopedQuerySet:
+        """Rows a sub-account holds a django-guardian object permission on."""
+        from apps.core import permissions
+
+        return permissions.granted_rows(actor, action, rows)
+
+
+class TenantOwnedQuerySet(ScopedQuerySet):
+    def for_actor(self, actor: Actor, action: str = "view", *, include_deleted: bool = False):
+        rows = super().for_actor(actor, action)
+        return rows if include_deleted else rows.filter(deleted_at__isnull=True)
+
+    def by_public_id(self, public_id: str):
+        return self.get(public_id=public_id)
+
+
+class TenantOwned(models.Model):
+    """A resource that belongs to a tenant: the base of every instance, volume, VPC, EIP...
+
+    Subclasses set `public_id_prefix` (`i`, `vol`, `vpc`...) and `area` (the policy area that
+    governs them), and get the scoped manager."""
+
+    public_id_prefix: ClassVar[str] = ""
+    area: ClassVar[str] = ""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    name = models.CharField(max_length=128, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Set when the resource goes to the recycle bin; rows are purged later by policy.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantOwnedQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at", "-id"]
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = new_public_id(self.public_id_prefix)
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})" if self.name else self.public_id
+
+
+class AuditRecord(models.Model):
+    """One service call: who, what, on which resource, with what result. Append-only."""
+
+    RESULT_OK, RESULT_ERROR = "ok", "error"
+
+    area = "audit"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Kept as text so the record survives the user's deletion.
+    username = models.CharField(max_length=150, blank=True)
+    actor_kind = models.CharField(max_length=16)  # user, operator, system, anonymous
+    via = models.CharField(max_length=16, blank=True)
+    service = models.CharField(max_length=32, help_text="The area the action belongs to (iam, compute...).")
+    action = models.CharField(max_length=64, db_index=True)
+    resource_type = models.CharField(max_length=32, blank=True)
+    resource_id = models.CharField(max_length=64, blank=True, db_index=True)
+    result = models.CharField(max_length=8, choices=[(RESULT_OK, "ok"), (RESULT_ERROR, "error")])
+    error_code = models.CharField(max_length=32, blank=True)
+    reason = models.TextField(blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.resource_id} {self.result}"
+
+
+class Operation(TenantOwned):
+    """Long work run by a task (an export, a provisioning, a backup): status, progress, the
+    current step and a log that pages show live and the API exposes."""
+
+    public_id_prefix = "op"
+    area_field = "area"
+
+    PENDING, RUNNING, SUCCEEDED, FAILED = "pending", "running", "succeeded", "failed"
+    STATUS_CHOICES = [(s, s) for s in (PENDING, RUNNING, SUCCEEDED, FAILED)]
+
+    area = models.CharField(max_length=32)
+    kind = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64, blank=True, db_index=True)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    step = models.CharField(max_length=128, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        pass
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.SUCCEEDED, self.FAILED)
+
+
+class PlatformSettings(models.Model):
+    """Operator-editable settings (one row). Environment settings seed the first values."""
+
+    signup_enabled = models.BooleanField(default=True, help_text="Anyone may sign up and get a tenant.")
+    signup_message = models.CharField(
+        max_length=255, blank=True, help_text="Shown on the sign-up page when sign-up is closed."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "platform settings"
+
+    def __str__(self) -> str:
+        return "Platform settings"
+
+    @classmethod
+    def load(cls) -> PlatformSettings:
+        row, _ = cls.objects.get_or_create(pk=1, defaults={"signup_enabled": settings.PORTAL_SIGNUP_ENABLED})
+        return row

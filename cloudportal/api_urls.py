@@ -1,0 +1,24 @@
+"""Every API route under /api/v1/. The isolation test walks this router."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from apps.core.api.platform_views import AuditLogViewSet, OperationViewSet
+from apps.tenants.api import views as tenants
+
+router = SimpleRouter(trailing_slash="/?")
+router.register("members", tenants.MemberViewSet, basename="member")
+router.register("tokens", tenants.ApiTokenViewSet, basename="token")
+router.register("key-pairs", tenants.KeyPairViewSet, basename="key-pair")
+router.register("tenants", tenants.MyTenantsViewSet, basename="my-tenant")
+router.register("audit-log", AuditLogViewSet, basename="audit-log")
+router.register("operations", OperationViewSet, basename="operation")
+
+urlpatterns = [
+    path("signup", tenants.SignUpViewSet.as_view({"post": "create"}), name="signup"),
+    path("tenant", tenants.CurrentTenantViewSet.as_view({"get": "list", "patch": "partial_update"}), name="tenant"),
+    path("roles", tenants.RoleViewSet.as_view({"get": "list"}), name="roles"),
+    path("policies", tenants.PolicyViewSet.as_view({"get": "list"}), name="policies"),
+    path("quotas", tenants.QuotaViewSet.as_view({"get": "list"}), name="quotas"),
+    *router.urls,
+]
