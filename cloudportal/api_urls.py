@@ -6,7 +6,8 @@ from rest_framework.routers import SimpleRouter
 from apps.core.api.platform_views import AuditLogViewSet, OperationViewSet
 from apps.tenants.api import views as tenants
 
-router = SimpleRouter(trailing_slash="/?")
+router = SimpleRouter()
+router.trailing_slash = "/?"  # accept /api/v1/instances and /api/v1/instances/ alike
 router.register("members", tenants.MemberViewSet, basename="member")
 router.register("tokens", tenants.ApiTokenViewSet, basename="token")
 router.register("key-pairs", tenants.KeyPairViewSet, basename="key-pair")

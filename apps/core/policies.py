@@ -37,10 +37,9 @@ class Policy:
     grants: tuple[tuple[str, str], ...]
 
     def level(self, area: str) -> str | None:
-        levels = [lvl for name, lvl in self.grants if name in (area, ALL_AREAS)]
-        if FULL in levels:
-            return FULL
-        return READ if levels else None
+        """A grant naming the area wins over the policy's wildcard grant."""
+        grants = dict(self.grants)
+        return grants.get(area, grants.get(ALL_AREAS))
 
 
 _areas: dict[str, Area] = {}

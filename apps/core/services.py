@@ -19,6 +19,9 @@ from apps.core.models import AuditRecord, Operation
 if TYPE_CHECKING:
     from apps.core.actor import Actor
 
+# Progress bookkeeping of an operation whose starting service call is itself audited.
+UNAUDITED = ("start_operation", "operation_step", "operation_finish", "operation_fail")
+
 
 def start_operation(actor: Actor, *, area: str, kind: str, name: str, resource_id: str = "", params=None) -> Operation:
     """Record pending long work for the actor's tenant (call inside the caller's service)."""

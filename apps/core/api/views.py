@@ -89,7 +89,8 @@ class TenantScopedViewSet(PortalViewSet):
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
-        if self.action not in self.action_permissions:
+        # action is None for a method the viewset does not route: DRF answers 405 next.
+        if self.action is not None and self.action not in self.action_permissions:
             raise ImproperlyConfigured(f"{type(self).__name__}.{self.action} has no entry in action_permissions")
 
     def get_queryset(self):

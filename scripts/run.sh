@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Run the portal (`make run`): embedded single-machine mode by default (SQLite in var/,
+# django-q2 on the ORM broker, in-memory channel layer). Safe to run again and again.
+#
+#   PORTAL_HOST=0.0.0.0 PORTAL_PORT=8080 scripts/run.sh
+#
+# Settings come from the environment; a `.env` file in the checkout (see .env.example) is read
+# too, and variables already set by the caller win over it.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PORTAL_ROOT"
+install_cleanup_traps
+
+load_env_file "$PORTAL_ROOT/.env"
+export PORTAL_HOST="${PORTAL_HOST:-127.0.0.1}"
+export PORTAL_PORT="${PORTAL_PORT:-8000}"
+
+# --- system packages -------------------------------------------------------------------------
+# Debian packages the running portal needs (later: libvirt-daemon-system qemu-system-x86
+# qemu-utils libvirt-dev pkg-config for compute, ovn-central openvswitch-switch for networks).
+run_apt_packages=()
+if ((${#run_apt_packages[@]})); then ensure_apt "${run_apt_packages[@]}"; fi
+
+# --- Python ----------------------------------------------------------------------------------
+ensure_venv
+mkdir -p "$PORTAL_STATE"
+
+# --- helper daemons --------------------------------------------------------------------------
+# Daemons the portal talks to but that are not Procfile processes (later: virtlogd + libvirtd,
+# the OVN northbound ovsdb-server). Start them here with their pid files under var/ and register
+# their stop with `on_exit 'kill $(cat var/...pid)'`; they are stopped when this script ends.
+
+# --- database, static files, demo data, schedules (all idempotent) ---------------------------
+manage() { "$PORTAL_PY" manage.py "$@"; }
+manage migrate --noinput
+manage collectstatic --noinput --verbosity 0
+manage seed_demo
+manage setup_schedules
+
+# --- processes -------------------------------------------------------------------------------
+# The Procfile lists them (web, worker; later: console proxy, libvirt event listener).
+if port_in_use "$PORTAL_HOST" "$PORTAL_PORT" 2>/dev/null; then
+    die "something already listens on $PORTAL_HOST:$PORTAL_PORT (set PORTAL_PORT to another port)"
+fi
+log "starting the portal on http://$PORTAL_HOST:$PORTAL_PORT/ (Ctrl-C stops it)"
+# `-e /dev/null`: the environment is already complete (honcho's own .env reading would
+# override variables the caller set).
+"$PORTAL_VENV/bin/honcho" start -e /dev/null -f Procfile

@@ -1,0 +1,101 @@
+"""Shared fixtures: two tenants (A and B) with members of every role, actors and clients."""
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from apps.core.actor import Actor
+from apps.core.policies import ADMIN, MEMBER, OWNER, READONLY
+from apps.tenants.models import Membership
+from tests.factories.tenants import PASSWORD, actor_for, add_member, make_tenant
+
+
+@pytest.fixture(autouse=True)
+def _sync_tasks_and_fresh_cache(settings, monkeypatch):
+    """Unit tests run django-q2 tasks inline; each test starts with an empty cache."""
+    from django.core.cache import cache
+    from django_q.conf import Conf
+
+    # django-q2 reads Q_CLUSTER once at import: flip its resolved flag, not the setting.
+    monkeypatch.setattr(Conf, "SYNC", True)
+    # Hashing strength is not under test; PBKDF2's iterations would dominate the run time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    """Where tests keep artefacts (screenshots) for people to look at."""
+    path = Path(settings.VAR_DIR) / "test-output"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def tenant_a(db):
+    return make_tenant("Tenant A", owner_username="alice")
+
+
+@pytest.fixture
+def tenant_b(db):
+    return make_tenant("Tenant B", owner_username="bob")
+
+
+def _owner(tenant) -> Membership:
+    return Membership.objects.get(tenant=tenant, role=OWNER)
+
+
+@pytest.fixture
+def a_owner(tenant_a) -> Membership:
+    return _owner(tenant_a)
+
+
+@pytest.fixture
+def a_admin(tenant_a) -> Membership:
+    return add_member(tenant_a, ADMIN, "a-admin")
+
+
+@pytest.fixture
+def a_member(tenant_a) -> Membership:
+    return add_member(tenant_a, MEMBER, "a-member")
+
+
+@pytest.fixture
+def a_readonly(tenant_a) -> Membership:
+    return add_member(tenant_a, READONLY, "a-readonly")
+
+
+@pytest.fixture
+def b_owner(tenant_b) -> Membership:
+    return _owner(tenant_b)
+
+
+@pytest.fixture
+def operator(db):
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.create_user("op", "op@example.test", PASSWORD, is_staff=True)
+    return Actor(user=user, is_operator=True, via="test")
+
+
+@pytest.fixture
+def actor():
+    """actor(membership) -> the Actor that membership acts as."""
+    return actor_for
+
+
+@pytest.fixture
+def api():
+    """api(membership or user) -> an APIClient logged in (session) as that user."""
+
+    def make(who=None):
+        client = APIClient()
+        if who is not None:
+            client.force_login(getattr(who, "user", who))
+        return client
+
+    return make
