@@ -17,5 +17,6 @@ class TenantsConfig(AppConfig):
         register_quota("key_pairs", "Key pairs", default=20)
         register_nav("compute", "Key pairs", "keypair-list", area="compute")
         register_nav("iam", "Members", "member-list", area="iam")
+        register_nav("iam", "Roles and policies", "role-list")
         register_nav("iam", "API tokens", "token-list")
         register_nav("iam", "Tenant", "tenant-settings")

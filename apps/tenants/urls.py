@@ -29,6 +29,7 @@ urlpatterns = [
     ),
     path("members/", views.MemberListView.as_view(), name="member-list"),
     path("members/<str:public_id>/", views.MemberUpdateView.as_view(), name="member-update"),
+    path("roles/", views.RoleListView.as_view(), name="role-list"),
     path("tokens/", views.TokenListView.as_view(), name="token-list"),
     path("tokens/<str:public_id>/revoke", views.TokenRevokeView.as_view(), name="token-revoke"),
     path("key-pairs/", views.KeyPairListView.as_view(), name="keypair-list"),

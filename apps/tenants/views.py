@@ -12,6 +12,7 @@ from django.views import View
 from apps.core import audit
 from apps.core.middleware import SESSION_TENANT_KEY, base_actor
 from apps.core.models import PlatformSettings
+from apps.core.policies import ROLE_CHOICES, ROLE_POLICIES, policies
 from apps.core.views import ConsoleView, error_status, run_service
 from apps.tenants import forms, selectors, services
 
@@ -86,6 +87,20 @@ class MemberUpdateView(ConsoleView):
         else:
             messages.error(request, "Choose a valid role.")
         return redirect("member-list")
+
+
+class RoleListView(ConsoleView):
+    """Roles, the named policies they carry, and every policy a member can be given."""
+
+    template_name = "tenants/role_list.html"
+
+    def get(self, request):
+        catalogue = policies()
+        roles = [
+            {"role": value, "label": label, "policies": [catalogue[name] for name in ROLE_POLICIES[value]]}
+            for value, label in ROLE_CHOICES
+        ]
+        return self.render({"roles": roles, "policies": sorted(catalogue.values(), key=lambda p: p.name)})
 
 
 class TokenListView(ConsoleView):
