@@ -54,17 +54,31 @@ class TenantOwnedQuerySet(ScopedQuerySet):
         return self.get(public_id=public_id)
 
 
-class TenantOwned(models.Model):
+class PublicIdModel(models.Model):
+    """A row known outside by a prefixed public id (`i-3k9x2m7q`), given on first save."""
+
+    public_id_prefix: ClassVar[str] = ""
+
+    public_id = models.CharField(max_length=32, unique=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self.public_id:
+            self.public_id = new_public_id(self.public_id_prefix)
+        super().save(*args, **kwargs)
+
+
+class TenantOwned(PublicIdModel):
     """A resource that belongs to a tenant: the base of every instance, volume, VPC, EIP...
 
     Subclasses set `public_id_prefix` (`i`, `vol`, `vpc`...) and `area` (the policy area that
     governs them), and get the scoped manager."""
 
-    public_id_prefix: ClassVar[str] = ""
     area: ClassVar[str] = ""
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
     name = models.CharField(max_length=128, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -79,11 +93,6 @@ class TenantOwned(models.Model):
     class Meta:
         abstract = True
         ordering = ["-created_at", "-id"]
-
-    def save(self, *args, **kwargs):
-        if not self.public_id:
-            self.public_id = new_public_id(self.public_id_prefix)
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})" if self.name else self.public_id

@@ -11,27 +11,28 @@ from apps.tenants import quotas, services
 from apps.tenants.models import ApiToken, KeyPair, Membership, Quota, QuotaDefault, Tenant
 
 
-class MembershipInline(admin.TabularInline):
+class ReadOnlyInline(admin.TabularInline):
+    """Shown on the tenant page; changed through the actions, which call services."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class MembershipInline(ReadOnlyInline):
     model = Membership
     fk_name = "tenant"
-    extra = 0
     fields = ["user", "role", "policies", "is_active", "created_at"]
-    readonly_fields = ["user", "role", "policies", "is_active", "created_at"]
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
-class QuotaInline(admin.TabularInline):
+class QuotaInline(ReadOnlyInline):
     model = Quota
-    extra = 0
     fields = ["region", "resource", "limit", "in_use", "reserved"]
-    readonly_fields = ["region", "resource", "limit", "in_use", "reserved"]
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class FreezeForm(forms.Form):

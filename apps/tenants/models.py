@@ -9,19 +9,18 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.core.ids import new_public_id
-from apps.core.models import ScopedQuerySet, TenantOwned
+from apps.core.models import PublicIdModel, ScopedQuerySet, TenantOwned
 from apps.core.policies import READONLY, ROLE_CHOICES
 
 
-class Tenant(models.Model):
+class Tenant(PublicIdModel):
     """An organisation or a person: owns resources, a wallet and quotas; frozen tenants can
     read but not create."""
 
+    public_id_prefix = "tn"
     ACTIVE, FROZEN = "active", "frozen"
     STATUS_CHOICES = [(ACTIVE, "active"), (FROZEN, "frozen")]
 
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
     name = models.CharField(max_length=128)
     status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=ACTIVE)
     frozen_reason = models.CharField(max_length=255, blank=True)
@@ -30,11 +29,6 @@ class Tenant(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
-
-    def save(self, *args, **kwargs):
-        if not self.public_id:
-            self.public_id = new_public_id("tn")
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.public_id})"
@@ -49,13 +43,13 @@ class MembershipQuerySet(ScopedQuerySet):
         return self.filter(is_active=True, user__is_active=True)
 
 
-class Membership(models.Model):
+class Membership(PublicIdModel):
     """A user's place in a tenant: a role plus optional extra named policies. A sub-account
     is a user created by a tenant's owner or admin, with one membership."""
 
+    public_id_prefix = "mem"
     area = "iam"
 
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=ROLE_CHOICES, default=READONLY)
@@ -71,11 +65,6 @@ class Membership(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="one_membership_per_tenant")]
-
-    def save(self, *args, **kwargs):
-        if not self.public_id:
-            self.public_id = new_public_id("mem")
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.user} in {self.tenant} as {self.role}"
@@ -123,21 +112,17 @@ class Quota(models.Model):
         return f"{self.tenant_id}/{self.region}/{self.resource}: {self.in_use}+{self.reserved}/{self.limit}"
 
 
-class QuotaReservation(models.Model):
+class QuotaReservation(PublicIdModel):
     """Quota held for a resource being created; committed when it exists, released if the
     creation fails or the reservation expires (swept by a scheduled task)."""
 
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
+    public_id_prefix = "rsv"
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     region = models.CharField(max_length=64)
     amounts = models.JSONField(help_text="resource -> amount")
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
-
-    def save(self, *args, **kwargs):
-        if not self.public_id:
-            self.public_id = new_public_id("rsv")
-        super().save(*args, **kwargs)
 
 
 def hash_token(secret: str) -> str:
@@ -153,15 +138,15 @@ class ApiTokenQuerySet(models.QuerySet):
         return self.filter(user=user)
 
 
-class ApiToken(models.Model):
+class ApiToken(PublicIdModel):
     """A personal API token. Only its SHA-256 is stored; the secret is shown once. A token may
     be bound to one tenant and limited to reads."""
 
     READ, READ_WRITE = "read", "read-write"
     SCOPE_CHOICES = [(READ, "read-only"), (READ_WRITE, "read-write")]
     SECRET_PREFIX = "cpt_"
+    public_id_prefix = "tok"
 
-    public_id = models.CharField(max_length=32, unique=True, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     name = models.CharField(max_length=64)
@@ -178,11 +163,6 @@ class ApiToken(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-
-    def save(self, *args, **kwargs):
-        if not self.public_id:
-            self.public_id = new_public_id("tok")
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -95,14 +95,19 @@ def _check(rows: dict[str, Quota], amounts: dict[str, int]) -> None:
         raise QuotaExceeded(" ".join(msg for msgs in problems.values() for msg in msgs), fields=problems)
 
 
+def _take(tenant: Tenant, region: str | None, amounts: dict[str, int], column: str) -> None:
+    """Lock, check, and add `amounts` to `column` (in_use or reserved) of each row."""
+    rows = _locked_rows(tenant, region, amounts)
+    _check(rows, amounts)
+    for name, amount in amounts.items():
+        setattr(rows[name], column, getattr(rows[name], column) + amount)
+        rows[name].save(update_fields=[column])
+
+
 def consume(tenant: Tenant, *, region: str | None = None, amounts: dict[str, int]) -> None:
     """Check and count `amounts` as in use, in the caller's transaction."""
     with transaction.atomic():
-        rows = _locked_rows(tenant, region, amounts)
-        _check(rows, amounts)
-        for name, amount in amounts.items():
-            rows[name].in_use += amount
-            rows[name].save(update_fields=["in_use"])
+        _take(tenant, region, amounts, "in_use")
 
 
 def release(tenant: Tenant, *, region: str | None = None, amounts: dict[str, int]) -> None:
@@ -117,11 +122,7 @@ def release(tenant: Tenant, *, region: str | None = None, amounts: dict[str, int
 def reserve(tenant: Tenant, *, region: str | None = None, amounts: dict[str, int]) -> QuotaReservation:
     """Hold `amounts` for a resource being built; returns the reservation to commit or cancel."""
     with transaction.atomic():
-        rows = _locked_rows(tenant, region, amounts)
-        _check(rows, amounts)
-        for name, amount in amounts.items():
-            rows[name].reserved += amount
-            rows[name].save(update_fields=["reserved"])
+        _take(tenant, region, amounts, "reserved")
         return QuotaReservation.objects.create(
             tenant=tenant,
             region=region or settings.PORTAL_DEFAULT_REGION,

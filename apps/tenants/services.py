@@ -200,26 +200,24 @@ def update_member(
 @audited("member.grant", area="iam")
 def grant_resource(actor: Actor, *, membership: Membership, resource_id: str, action: str) -> Membership:
     """Give one member `action` on one resource of the tenant (django-guardian)."""
-    _require_can_manage(actor, membership.role)
-    obj = _tenant_resource(actor, resource_id)
-    assign_perm(permissions.perm_codename(type(obj), action), membership.user, obj)
+    assign_perm(*_grant(actor, membership, resource_id, action))
     return membership
 
 
 @audited("member.revoke", area="iam")
 def revoke_resource(actor: Actor, *, membership: Membership, resource_id: str, action: str) -> Membership:
-    _require_can_manage(actor, membership.role)
-    obj = _tenant_resource(actor, resource_id)
-    remove_perm(permissions.perm_codename(type(obj), action), membership.user, obj)
+    remove_perm(*_grant(actor, membership, resource_id, action))
     return membership
 
 
-def _tenant_resource(actor: Actor, resource_id: str):
+def _grant(actor: Actor, membership: Membership, resource_id: str, action: str):
+    """(permission codename, user, object) of a grant the actor may manage."""
+    _require_can_manage(actor, membership.role)
     model = model_for_public_id(resource_id)
     obj = model.objects.for_actor(actor).filter(public_id=resource_id).first() if model else None
     if obj is None:
         raise NotFound(f"No resource {resource_id}.", fields={"resource_id": ["Not found in this tenant."]})
-    return obj
+    return permissions.perm_codename(type(obj), action), membership.user, obj
 
 
 # --- quotas (operators) -------------------------------------------------------------------
