@@ -1,5 +1,6 @@
 """Shared fixtures: two tenants (A and B) with members of every role, actors and clients."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,15 @@ def _sync_tasks_and_fresh_cache(settings, monkeypatch):
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    """One SQLite test database file per pytest process, so two runs in one checkout (or a
+    run next to `make run`) never share or delete each other's database."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database.setdefault("TEST", {})["NAME"] = str(Path(settings.VAR_DIR) / f"test-portal-{os.getpid()}.sqlite3")
 
 
 @pytest.fixture

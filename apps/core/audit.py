@@ -4,6 +4,7 @@ with the reason (written after the rollback, so the failure is kept while the ch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 from typing import TYPE_CHECKING, Any, Callable
@@ -66,11 +67,13 @@ def record(
     )
 
 
-def audited(action: str, *, area: str) -> Callable:
+def audited(action: str, *, area: str, acting_user: Callable | None = None) -> Callable:
     """Decorate a service `fn(actor, *, ...)`: one transaction, one audit record.
 
     The resource recorded is the returned object, else the first keyword argument that has a
-    public id (the object acted on), so denied and failed calls still say what was targeted."""
+    public id (the object acted on), so denied and failed calls still say what was targeted.
+    `acting_user(result)` names the user to record when the caller had none (sign-up: the
+    anonymous visitor becomes the new owner)."""
 
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
@@ -79,7 +82,10 @@ def audited(action: str, *, area: str) -> Callable:
             try:
                 with transaction.atomic():
                     result = fn(actor, *args, **kwargs)
-                    record(actor, action=action, area=area, resource=_auditable(result) or target)
+                    who = actor
+                    if acting_user is not None and actor.user is None:
+                        who = dataclasses.replace(actor, user=acting_user(result))
+                    record(who, action=action, area=area, resource=_auditable(result) or target)
                 return result
             except Exception as exc:
                 if not isinstance(exc, DomainError):

@@ -9,11 +9,11 @@ import re
 import uuid
 
 from django.conf import settings
-from django.utils.functional import SimpleLazyObject
 
 from apps.core.actor import Actor
 
 SESSION_TENANT_KEY = "tenant"
+API_PREFIX = "/api/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -56,7 +56,8 @@ class RequestContextMiddleware:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.client_ip = client_ip(request)
-        request.actor = SimpleLazyObject(lambda: page_actor(request))
+        # The API builds its actor after DRF authentication (token or session).
+        request.actor = None if request.path.startswith(API_PREFIX) else page_actor(request)
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response

@@ -8,6 +8,7 @@ from django.contrib.auth.mixins import LoginRequiredMixin
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_cache_control
 from django.views import View
 from django.views.decorators.http import require_POST
 
@@ -39,8 +40,13 @@ class ConsoleView(LoginRequiredMixin, View):
         except PermissionDenied as exc:
             return render(request, "core/denied.html", {"message": exc.message}, status=403)
 
-    def render(self, context: dict | None = None, *, status: int = 200, template: str | None = None):
-        return render(self.request, template or self.template_name, context or {}, status=status)
+    def render(self, context: dict | None = None, *, status: int = 200, template: str | None = None,
+               secret: bool = False):
+        """`secret`: the page shows a one-time secret (private key, token) that no cache may keep."""
+        response = render(self.request, template or self.template_name, context or {}, status=status)
+        if secret:
+            patch_cache_control(response, no_store=True, no_cache=True, private=True)
+        return response
 
     def paginate(self, queryset):
         return Paginator(queryset, PAGE_SIZE).get_page(self.request.GET.get("page"))

@@ -79,7 +79,7 @@ def _validate_policies(names: list[str]) -> list[str]:
 
 # --- tenants ------------------------------------------------------------------------------
 
-@audited("tenant.signup", area="iam")
+@audited("tenant.signup", area="iam", acting_user=lambda tenant: tenant.memberships.get().user)
 def sign_up(actor: Actor, *, username: str, email: str, password: str, tenant_name: str) -> Tenant:
     """Self-service: a new user and a new tenant it owns (when operators allow sign-up)."""
     if not PlatformSettings.load().signup_enabled:

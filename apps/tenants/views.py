@@ -110,6 +110,7 @@ class TokenListView(ConsoleView):
         return self.render(
             {"tokens": selectors.list_api_tokens(self.actor), "form": form or forms.ApiTokenForm(), "secret": secret},
             status=status,
+            secret=secret is not None,
         )
 
     def post(self, request):
@@ -152,6 +153,7 @@ class KeyPairListView(ConsoleView):
                 "can_create": self.actor.allows("compute", "create"),
             },
             status=status,
+            secret=private_key is not None,
         )
 
     def post(self, request):

@@ -32,6 +32,7 @@ def test_sign_up_creates_user_tenant_and_owner_membership(db):
     assert (tenant.name, membership.user.username, membership.role) == ("Carol Co", "carol", OWNER)
     record = AuditRecord.objects.get(action="tenant.signup")
     assert (record.result, record.resource_id, record.client_ip) == ("ok", tenant.public_id, "192.0.2.7")
+    assert (record.username, record.actor_kind) == ("carol", "user")
 
 
 def test_sign_up_refused_when_operators_close_it(db):
