@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from apps.compute.api import views as compute
 from apps.core.api.platform_views import AuditLogViewSet, OperationViewSet
 from apps.tenants.api import views as tenants
 
@@ -13,6 +14,9 @@ router.register("tokens", tenants.ApiTokenViewSet, basename="token")
 router.register("key-pairs", tenants.KeyPairViewSet, basename="key-pair")
 router.register("tenants", tenants.MyTenantsViewSet, basename="my-tenant")
 router.register("audit-log", AuditLogViewSet, basename="audit-log")
+router.register("instances", compute.InstanceViewSet, basename="instance")
+router.register("flavors", compute.FlavorViewSet, basename="flavor")
+router.register("images", compute.ImageViewSet, basename="image")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.tenants",
+    "apps.compute",
 ]
 
 MIDDLEWARE = [
@@ -247,6 +248,32 @@ PORTAL_LOGIN_ATTEMPTS = env_int("PORTAL_LOGIN_ATTEMPTS", 5)
 PORTAL_LOGIN_WINDOW = env_int("PORTAL_LOGIN_WINDOW", 300)
 # How long a quota reservation may stay uncommitted before the sweeper releases it.
 PORTAL_RESERVATION_TTL = env_int("PORTAL_RESERVATION_TTL", 3600)
+
+# Compute. The driver class talking to hypervisor hosts (the fake one only in tests).
+PORTAL_COMPUTE_DRIVER = env_str("PORTAL_COMPUTE_DRIVER", "apps.compute.drivers.libvirt.LibvirtDriver")
+PORTAL_ALLOW_FAKE_DRIVERS = False
+# libvirt URI of the host `make run` registers (the local libvirtd).
+PORTAL_LIBVIRT_URI = env_str("PORTAL_LIBVIRT_URI", "qemu:///system")
+# Seconds a host's libvirt may stay silent before the host is marked down.
+PORTAL_HOST_DOWN_AFTER = env_int("PORTAL_HOST_DOWN_AFTER", 180)
+# Seconds a guest gets to shut down on ACPI before it is powered off.
+PORTAL_STOP_TIMEOUT = env_int("PORTAL_STOP_TIMEOUT", 60)
+
+
+def _libvirt_dir() -> Path:
+    """Images and guest disks: readable by libvirt's qemu user, so every parent directory must
+    be traversable by others; otherwise a folder under /var/lib (scripts/lib.sh agrees)."""
+    if configured := env_str("PORTAL_LIBVIRT_DIR"):
+        return Path(configured)
+    default = VAR_DIR / "libvirt"
+    if all(os.stat(p).st_mode & 0o001 for p in [*default.parents][:-1] if p.exists()):
+        return default
+    import hashlib
+
+    return Path("/var/lib") / f"cloudportal-{hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]}"
+
+
+PORTAL_LIBVIRT_DIR = _libvirt_dir()
 
 LOGGING = {
     "version": 1,

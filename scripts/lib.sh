@@ -4,7 +4,8 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #
 # Everything it writes at run time goes under var/ in the checkout (gitignored), except the
-# PostgreSQL data dir when the `postgres` user can't reach var/ (then /tmp, see pg_start).
+# PostgreSQL data dir when the `postgres` user can't reach var/ (then /tmp, see pg_start) and
+# the libvirt dir when the `libvirt-qemu` user can't (then /var/lib, see ensure_libvirt_dir).
 # Works non-interactively (CI=true, no stdin): apt and pip never prompt.
 
 if [[ -n "${_PORTAL_LIB_LOADED:-}" ]]; then return 0; fi
@@ -35,6 +36,7 @@ _portal_cleanup() {
     done
     _PORTAL_EXIT_HOOKS=()
     services_stop
+    libvirt_stop >/dev/null 2>&1 || true
 }
 
 _portal_on_signal() {
@@ -395,4 +397,126 @@ services_stop() {
     # a half-started service (start failed before the flag was set)
     redis_stop >/dev/null 2>&1 || true
     pg_stop >/dev/null 2>&1 || true
+}
+
+# --------------------------------------------------------------------------------------------
+# libvirt + QEMU for compute (Debian packages, daemons started by hand: there is no systemd)
+# --------------------------------------------------------------------------------------------
+# Guests are software-emulated (<domain type='qemu'>, TCG): on nested hosts /dev/kvm may exist
+# while KVM guests hang at boot. libvirt-dev + pkg-config: libvirt-python builds from source, so
+# install these before ensure_venv. busybox-static + cpio: scripts/build_tiny_image.sh.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+libvirt_packages=(libvirt-daemon-system qemu-system-x86 qemu-utils libvirt-dev pkg-config busybox-static cpio)
+
+PORTAL_LIBVIRT_SYSTEM_URI="qemu:///system"
+_VIRTLOGD_STARTED_PID=""
+_LIBVIRTD_STARTED_PID=""
+
+# _traversable_by_others DIR: every existing directory from / down to DIR lets "others" in (x
+# bit). libvirt runs QEMU as `libvirt-qemu` and chowns disks, kernels and initrds to it while a
+# domain runs, so a 0700 directory anywhere above the guests' files breaks them.
+_traversable_by_others() {
+    local dir="$1" mode
+    while :; do
+        if [[ -d "$dir" ]]; then
+            mode="$(stat -L -c %A "$dir" 2>/dev/null)" || return 1
+            [[ "${mode:9:1}" == [xt] ]] || return 1
+        fi
+        [[ "$dir" == / || "$dir" != */* ]] && return 0
+        dir="$(dirname "$dir")"
+    done
+}
+
+# ensure_libvirt_dir: export PORTAL_LIBVIRT_DIR (guest images in images/, the storage pool in
+# pool/) and create it. Default PORTAL_VAR_DIR/libvirt (var/libvirt), or
+# /var/lib/cloudportal-<first 8 hex of sha256(checkout path)> when a directory above it is
+# closed to others: the same rule as cloudportal/settings.py. A value set by the caller wins
+# (relative paths: to the checkout).
+ensure_libvirt_dir() {
+    local dir="${PORTAL_LIBVIRT_DIR:-}" var="${PORTAL_VAR_DIR:-$PORTAL_STATE}" hash
+    if [[ -z "$dir" ]]; then
+        [[ "$var" == /* ]] || var="$PORTAL_ROOT/$var"
+        dir="$var/libvirt"
+        if ! _traversable_by_others "$dir"; then
+            hash="$(printf '%s' "$PORTAL_ROOT" | sha256sum | cut -c1-8)"
+            dir="/var/lib/cloudportal-$hash"
+        fi
+    else
+        [[ "$dir" == /* ]] || dir="$PORTAL_ROOT/$dir"
+        _traversable_by_others "$dir" \
+            || log "warning: a directory above PORTAL_LIBVIRT_DIR=$dir is closed to others (libvirt-qemu)"
+    fi
+    (umask 022 && mkdir -p "$dir/images" "$dir/pool") || { log "cannot create $dir"; return 1; }
+    export PORTAL_LIBVIRT_DIR="$dir"
+}
+
+# _virsh_answers: the system libvirtd answers `virsh list`.
+_virsh_answers() {
+    command -v virsh >/dev/null 2>&1 || return 1
+    timeout 10 virsh -q -c "$PORTAL_LIBVIRT_SYSTEM_URI" list </dev/null >/dev/null 2>&1
+}
+
+# _libvirt_daemon_pid NAME: the PID of a running NAME (virtlogd, libvirtd), from its pid file
+# /run/NAME.pid (daemons run as root write it there), else from the process list. Zombies (left
+# by an init that does not reap) have an empty cmdline and do not count.
+_libvirt_daemon_pid() {
+    local name="$1" pid
+    for pid in "$(head -n 1 "/run/$name.pid" 2>/dev/null || true)" $(pgrep -x "$name" 2>/dev/null || true); do
+        if _pid_alive "$pid" "$name"; then printf '%s\n' "$pid"; return 0; fi
+    done
+    return 1
+}
+
+# _libvirt_spawn NAME: start NAME -d (it forks and writes /run/NAME.pid); print its PID.
+_libvirt_spawn() {
+    local name="$1" pid="" i out="$PORTAL_STATE/libvirt-daemons.log"
+    command -v "$name" >/dev/null 2>&1 || { log "$name not found (apt: libvirt-daemon-system)"; return 1; }
+    rm -f "/run/$name.pid"   # stale: _libvirt_daemon_pid found no live process behind it
+    mkdir -p "$PORTAL_STATE"
+    "$name" -d </dev/null >>"$out" 2>&1 || { tail -n 20 "$out" >&2; log "$name -d failed"; return 1; }
+    for ((i = 0; i < 100; i++)); do
+        pid="$(head -n 1 "/run/$name.pid" 2>/dev/null || true)"
+        if _pid_alive "$pid" "$name"; then printf '%s\n' "$pid"; return 0; fi
+        sleep 0.05
+    done
+    log "$name started but wrote no /run/$name.pid"
+    return 1
+}
+
+# libvirt_start: make qemu:///system answer. Starts virtlogd (first: QEMU's logs go through it,
+# a domain fails to start without it) and libvirtd, each only if it is not running already;
+# libvirt_stop (run on exit) stops only those, by PID. Leaves the `default` NAT network alone
+# (inactive, not autostarted). Idempotent.
+libvirt_start() {
+    local pid i timeout="${PORTAL_LIBVIRT_START_TIMEOUT:-30}" started=()
+    if [[ -z "$_VIRTLOGD_STARTED_PID" ]] && ! _libvirt_daemon_pid virtlogd >/dev/null; then
+        _VIRTLOGD_STARTED_PID="$(_libvirt_spawn virtlogd)" || { libvirt_stop; return 1; }
+        started+=("virtlogd (pid $_VIRTLOGD_STARTED_PID)")
+    fi
+    if _virsh_answers; then
+        ((${#started[@]})) && log "started ${started[*]}"
+        return 0
+    fi
+    if [[ -z "$_LIBVIRTD_STARTED_PID" ]] && ! _libvirt_daemon_pid libvirtd >/dev/null; then
+        _LIBVIRTD_STARTED_PID="$(_libvirt_spawn libvirtd)" || { libvirt_stop; return 1; }
+        started+=("libvirtd (pid $_LIBVIRTD_STARTED_PID)")
+    fi
+    for ((i = 0; i < timeout * 10; i++)); do
+        if _virsh_answers; then
+            ((${#started[@]})) && log "started ${started[*]}"
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "libvirtd does not answer on $PORTAL_LIBVIRT_SYSTEM_URI after ${timeout}s (see /var/log/libvirt/libvirtd.log)"
+    libvirt_stop
+    return 1
+}
+
+# libvirt_stop: stop the daemons libvirt_start started (libvirtd, then virtlogd), by PID. Quiet;
+# a no-op otherwise. Running guests (qemu processes) survive a libvirtd stop.
+libvirt_stop() {
+    if [[ -n "$_LIBVIRTD_STARTED_PID" ]]; then _kill_pid "$_LIBVIRTD_STARTED_PID" libvirtd TERM; fi
+    if [[ -n "$_VIRTLOGD_STARTED_PID" ]]; then _kill_pid "$_VIRTLOGD_STARTED_PID" virtlogd TERM; fi
+    _LIBVIRTD_STARTED_PID=""; _VIRTLOGD_STARTED_PID=""
 }

@@ -18,9 +18,10 @@ export PORTAL_HOST="${PORTAL_HOST:-127.0.0.1}"
 export PORTAL_PORT="${PORTAL_PORT:-8000}"
 
 # --- system packages -------------------------------------------------------------------------
-# Debian packages the running portal needs (later: libvirt-daemon-system qemu-system-x86
-# qemu-utils libvirt-dev pkg-config for compute, ovn-central openvswitch-switch for networks).
-run_apt_packages=()
+# Debian packages the running portal needs: libvirt_packages (lib.sh) for compute, before
+# ensure_venv because libvirt-python builds against libvirt-dev (later: ovn-central
+# openvswitch-switch for networks).
+run_apt_packages=("${libvirt_packages[@]}")
 if ((${#run_apt_packages[@]})); then ensure_apt "${run_apt_packages[@]}"; fi
 
 # --- Python ----------------------------------------------------------------------------------
@@ -28,15 +29,23 @@ ensure_venv
 mkdir -p "$PORTAL_STATE"
 
 # --- helper daemons --------------------------------------------------------------------------
-# Daemons the portal talks to but that are not Procfile processes (later: virtlogd + libvirtd,
-# the OVN northbound ovsdb-server). Start them here with their pid files under var/ and register
-# their stop with `on_exit 'kill $(cat var/...pid)'`; they are stopped when this script ends.
+# Daemons the portal talks to but that are not Procfile processes (later: the OVN northbound
+# ovsdb-server). Start them here with their pid files under var/ and register their stop with
+# `on_exit 'kill $(cat var/...pid)'`; they are stopped when this script ends.
+# virtlogd + libvirtd: started (and stopped at the end) only if they are not running already and
+# PORTAL_LIBVIRT_URI is unset or qemu:///system. The tiny guest image is built once.
+ensure_libvirt_dir
+if [[ "${PORTAL_LIBVIRT_URI:-$PORTAL_LIBVIRT_SYSTEM_URI}" == "$PORTAL_LIBVIRT_SYSTEM_URI" ]]; then
+    libvirt_start || die "libvirtd did not start (set PORTAL_LIBVIRT_URI=test:///default to run without it)"
+fi
+"$PORTAL_ROOT/scripts/build_tiny_image.sh"
 
 # --- database, static files, demo data, schedules (all idempotent) ---------------------------
 manage() { "$PORTAL_PY" manage.py "$@"; }
 manage migrate --noinput
 manage collectstatic --noinput --verbosity 0
 manage seed_demo
+manage seed_compute
 manage setup_schedules
 
 # --- processes -------------------------------------------------------------------------------

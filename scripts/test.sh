@@ -3,6 +3,9 @@
 #   1. on PostgreSQL + Redis (throwaway instances on free local ports, started and stopped here,
 #      unless the caller already exports DATABASE_URL / REDIS_URL),
 #   2. on the embedded defaults (SQLite, no Redis), with DATABASE_URL and REDIS_URL unset.
+# Both runs talk to the machine's libvirtd (PORTAL_LIBVIRT_URI=qemu:///system; virtlogd and
+# libvirtd are started here if they are not running, and then stopped at the end) and find the
+# tiny guest image in PORTAL_LIBVIRT_DIR/images/tiny (scripts/build_tiny_image.sh).
 #
 #   scripts/test.sh [PYTEST ARGS...]       e.g. scripts/test.sh tests/unit/test_x.py -k quota
 #   PYTEST_ARGS='-x -q' scripts/test.sh    (same, from the environment / make)
@@ -26,8 +29,10 @@ esac
 
 # --- system packages -------------------------------------------------------------------------
 # chromium: Debian's browser, driven by Playwright through executable_path=/usr/bin/chromium
-# (no `playwright install`). Add packages the tests need here (later: libvirt, OVN, ...).
-apt_packages=(chromium)
+# (no `playwright install`). libvirt_packages (lib.sh): libvirtd, QEMU, and the headers that
+# libvirt-python builds against, so before ensure_venv. Add packages the tests need here
+# (later: OVN, ...).
+apt_packages=(chromium "${libvirt_packages[@]}")
 if ((run_pg)); then apt_packages+=(postgresql redis-server); fi
 ensure_apt "${apt_packages[@]}"
 
@@ -36,6 +41,17 @@ ensure_venv
 
 # --- checks that need no database ------------------------------------------------------------
 compose_validate "$PORTAL_ROOT/docker/compose.yml"
+
+# --- libvirt + QEMU (up for both runs) -------------------------------------------------------
+# A caller's other PORTAL_LIBVIRT_URI (e.g. test:///default) needs no daemon.
+export PORTAL_LIBVIRT_URI="${PORTAL_LIBVIRT_URI:-$PORTAL_LIBVIRT_SYSTEM_URI}"
+ensure_libvirt_dir
+if [[ "$PORTAL_LIBVIRT_URI" == "$PORTAL_LIBVIRT_SYSTEM_URI" ]]; then
+    libvirt_start || die "libvirtd did not start"
+else
+    log "using the caller's PORTAL_LIBVIRT_URI ($PORTAL_LIBVIRT_URI)"
+fi
+"$PORTAL_ROOT/scripts/build_tiny_image.sh"
 
 # --- pytest arguments ------------------------------------------------------------------------
 # PYTEST_ARGS is split like a shell would (quotes work), then the script's own arguments.

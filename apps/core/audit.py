@@ -85,7 +85,8 @@ def audited(action: str, *, area: str, acting_user: Callable | None = None) -> C
                     who = actor
                     if acting_user is not None and actor.user is None:
                         who = dataclasses.replace(actor, user=acting_user(result))
-                    record(who, action=action, area=area, resource=_auditable(result) or target)
+                    record(who, action=action, area=area, resource=_auditable(result) or target,
+                           details=_batch(result))
                 return result
             except Exception as exc:
                 if not isinstance(exc, DomainError):
@@ -100,7 +101,14 @@ def audited(action: str, *, area: str, acting_user: Callable | None = None) -> C
 
 
 def _auditable(result: Any) -> Any:
-    """Services may return (obj, extra) pairs, e.g. a key pair and its one-time private key."""
-    if isinstance(result, tuple) and result:
+    """Services may return (obj, extra) pairs (a key pair and its one-time private key) or a
+    list (a batch create: the first is recorded, all are listed in the details)."""
+    if isinstance(result, (tuple, list)) and result:
         result = result[0]
     return result if getattr(result, "public_id", None) else None
+
+
+def _batch(result: Any) -> dict:
+    if isinstance(result, list) and len(result) > 1:
+        return {"resources": [getattr(r, "public_id", "") for r in result]}
+    return {}

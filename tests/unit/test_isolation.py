@@ -18,8 +18,10 @@ from apps.core.models import Operation, TenantOwned
 from apps.core.registry import tenant_owned_models
 from apps.core.services import export_audit_log
 from apps.tenants import services as tenant_services
+from apps.compute import services as compute_services
+from apps.compute.models import Image, Instance
 from apps.tenants.models import ApiToken, KeyPair, Membership
-from tests.factories.tenants import actor_for
+from tests.factories.compute import make_inventory
 
 # model -> how to make one for tenant A's owner (returns an object with a public_id).
 RESOURCES = {
@@ -29,6 +31,12 @@ RESOURCES = {
         owner, username="a-secret-member", email="", password="correct-horse-battery-9", role="readonly"
     ),
     ApiToken: lambda owner: tenant_services.create_api_token(owner, name="a-secret-token", scope="read")[0],
+    Instance: lambda owner: compute_services.create_instances(
+        owner, name="a-secret-vm", flavor="t1.nano", image=make_inventory()["image"].public_id
+    )[0],
+    Image: lambda owner: Image.objects.create(
+        name="a-secret-image", owner=owner.tenant, visibility=Image.PRIVATE, status=Image.ACTIVE
+    ),
 }
 
 # Routes that are not tenant data: auth flows, the schema, the back office (staff only).
@@ -110,7 +118,7 @@ def test_tenant_b_gets_404_on_every_route_with_an_object_of_tenant_a(a_objects, 
 
 
 def test_tenant_b_lists_show_none_of_tenant_a(a_objects, b_client):
-    secrets = [o.public_id for o in a_objects.values()] + ["a-secret-key", "a-secret-member", "a-secret-token"]
+    secrets = [o.public_id for o in a_objects.values()] + ["a-secret"]
     listed = 0
     for route in all_routes():
         if "{" in route:

@@ -19,6 +19,13 @@ from apps.core.middleware import base_actor
 TENANT_HEADER = "X-Tenant-ID"
 
 
+def validated(serializer_class, request, **kwargs) -> dict:
+    """Validate the request body's shape with an input serializer (400 with field messages)."""
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
 def api_actor(request) -> Actor:
     from apps.tenants.models import ApiToken
     from apps.tenants.selectors import resolve_actor

@@ -8,18 +8,13 @@ from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 
 from apps.core.actor import Actor
-from apps.core.api.views import PortalViewSet, SingletonViewSet, TenantScopedViewSet
+from apps.core.api.views import PortalViewSet, SingletonViewSet, TenantScopedViewSet, validated
 from apps.core.exceptions import NotFound
 from apps.core.policies import ROLE_CHOICES, ROLE_POLICIES, policies
 from apps.tenants import selectors, services
 from apps.tenants.api import serializers as s
 from apps.tenants.models import ApiToken, KeyPair, Membership, Tenant
 
-
-def _valid(serializer_class, request, **kwargs):
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class SignUpThrottle(AnonRateThrottle):
@@ -34,7 +29,7 @@ class SignUpViewSet(PortalViewSet):
 
     @extend_schema(request=s.SignUpSerializer, responses={201: s.TenantSerializer}, summary="Sign up")
     def create(self, request):
-        data = _valid(s.SignUpSerializer, request)
+        data = validated(s.SignUpSerializer, request)
         actor = Actor.anonymous(client_ip=request._request.client_ip, request_id=request._request.request_id)
         tenant = services.sign_up(actor, **data)
         return Response(s.TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
@@ -54,7 +49,7 @@ class CurrentTenantViewSet(SingletonViewSet):
 
     @extend_schema(request=s.TenantNameSerializer, responses=s.CurrentTenantSerializer, summary="Rename tenant")
     def partial_update(self, request, pk=None):
-        data = _valid(s.TenantNameSerializer, request)
+        data = validated(s.TenantNameSerializer, request)
         services.rename_tenant(self.actor, tenant=selectors.get_tenant(self.actor), name=data["name"])
         return Response(s.CurrentTenantSerializer(self._current()).data)
 
@@ -76,7 +71,7 @@ class MyTenantsViewSet(PortalViewSet):
 
     @extend_schema(request=s.TenantNameSerializer, responses={201: s.TenantSerializer}, summary="Create a tenant")
     def create(self, request):
-        data = _valid(s.TenantNameSerializer, request)
+        data = validated(s.TenantNameSerializer, request)
         tenant = services.create_tenant(self.actor, name=data["name"])
         return Response(s.TenantSerializer(tenant).data, status=status.HTTP_201_CREATED)
 
@@ -99,25 +94,25 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     @extend_schema(request=s.SubAccountCreateSerializer, responses={201: s.MemberSerializer})
     def create(self, request):
-        membership = services.create_sub_account(self.actor, **_valid(s.SubAccountCreateSerializer, request))
+        membership = services.create_sub_account(self.actor, **validated(s.SubAccountCreateSerializer, request))
         return Response(s.MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
     def partial_update(self, request, id=None):
-        data = _valid(s.MemberUpdateSerializer, request)
+        data = validated(s.MemberUpdateSerializer, request)
         membership = services.update_member(self.actor, membership=self.get_object(), **data)
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(request=s.GrantSerializer, responses=s.MemberSerializer, summary="Grant one resource")
     @action(detail=True, methods=["post"])
     def grant(self, request, id=None):
-        membership = services.grant_resource(self.actor, membership=self.get_object(), **_valid(s.GrantSerializer, request))
+        membership = services.grant_resource(self.actor, membership=self.get_object(), **validated(s.GrantSerializer, request))
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(request=s.GrantSerializer, responses=s.MemberSerializer, summary="Revoke one resource")
     @action(detail=True, methods=["post"])
     def revoke(self, request, id=None):
-        membership = services.revoke_resource(self.actor, membership=self.get_object(), **_valid(s.GrantSerializer, request))
+        membership = services.revoke_resource(self.actor, membership=self.get_object(), **validated(s.GrantSerializer, request))
         return Response(s.MemberSerializer(membership).data)
 
 
@@ -157,7 +152,7 @@ class ApiTokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalVi
 
     @extend_schema(request=s.ApiTokenCreateSerializer, responses={201: s.ApiTokenCreatedSerializer})
     def create(self, request):
-        data = _valid(s.ApiTokenCreateSerializer, request)
+        data = validated(s.ApiTokenCreateSerializer, request)
         tenant = None
         if data["tenant"]:
             tenant = Tenant.objects.filter(public_id=data["tenant"]).first()
@@ -186,7 +181,7 @@ class KeyPairViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     @extend_schema(request=s.KeyPairCreateSerializer, responses={201: s.KeyPairCreatedSerializer})
     def create(self, request):
-        data = _valid(s.KeyPairCreateSerializer, request)
+        data = validated(s.KeyPairCreateSerializer, request)
         if data.get("public_key"):
             key_pair = services.import_key_pair(self.actor, name=data["name"], public_key=data["public_key"])
             key_pair.private_key = None

@@ -7,6 +7,7 @@ SCHEDULES = [
     # (name, task path, minutes between runs)
     ("sweep expired quota reservations", "apps.tenants.tasks.sweep_quota_reservations", 5),
     ("purge old finished operations", "apps.core.tasks.purge_operations", 60),
+    ("host heartbeats", "apps.compute.tasks.refresh_hosts", 1),
 ]
 
 

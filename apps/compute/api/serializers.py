@@ -1,0 +1,70 @@
+from rest_framework import serializers
+
+from apps.compute.models import Flavor, Image, Instance
+
+
+class FlavorSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Flavor
+        fields = ["name", "description", "vcpus", "ram_mb", "disk_gb", "gpu_count", "gpu_type", "is_public"]
+        read_only_fields = fields
+
+
+class ImageSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    owner = serializers.CharField(source="owner.public_id", default=None)
+
+    class Meta:
+        model = Image
+        fields = ["id", "name", "description", "owner", "visibility", "status", "os_type", "os_distro", "os_version",
+                  "arch", "boot", "disk_format", "size_bytes", "checksum_sha256", "min_disk_gb", "min_ram_mb",
+                  "cloud_init", "guest_agent", "created_at"]
+        read_only_fields = fields
+
+
+class InstanceSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    flavor = serializers.CharField(source="flavor.name")
+    image = serializers.CharField(source="image.public_id")
+    key_pair = serializers.CharField(source="key_pair.public_id", default=None)
+    availability_zone = serializers.CharField(source="availability_zone.code", default=None)
+    host = serializers.CharField(source="host.name", default=None, help_text="Shown to operators only.")
+
+    class Meta:
+        model = Instance
+        fields = ["id", "name", "description", "status", "status_reason", "region", "availability_zone", "flavor",
+                  "image", "key_pair", "vcpus", "ram_mb", "tags", "metadata", "host", "created_at", "launched_at"]
+        read_only_fields = fields
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        actor = self.context.get("actor")
+        if actor is None or not actor.is_operator:
+            data.pop("host")
+        return data
+
+
+class InstanceCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    flavor = serializers.CharField(max_length=64, help_text="Flavor name, e.g. t1.nano")
+    image = serializers.CharField(max_length=32, help_text="Image id (img-…)")
+    key_pair = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    count = serializers.IntegerField(default=1)
+    availability_zone = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    user_data = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=255)
+
+
+class InstanceUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False, max_length=50)
+    metadata = serializers.DictField(child=serializers.CharField(max_length=256), required=False)
+
+
+class StopSerializer(serializers.Serializer):
+    force = serializers.BooleanField(default=False)
+
+
+class RebootSerializer(serializers.Serializer):
+    hard = serializers.BooleanField(default=False)

@@ -1,0 +1,83 @@
+"""Compute API: instances (with power actions), flavors, images."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.compute import selectors, services
+from apps.compute.api import serializers as s
+from apps.compute.models import Flavor, Image, Instance
+from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
+
+
+
+class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Virtual machines. Writes answer 202: the work continues in the background and the
+    status moves (pending → building → running, …); watch it here or on the events socket."""
+
+    model = Instance
+    serializer_class = s.InstanceSerializer
+    list_selector = staticmethod(selectors.list_instances)
+    filterset_fields = ["status", "name"]
+    action_permissions = {
+        "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
+        "start": "start", "stop": "stop", "reboot": "reboot",
+    }
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "actor": getattr(self, "actor", None)}
+
+    def _out(self, instance, code=status.HTTP_202_ACCEPTED):
+        return Response(s.InstanceSerializer(instance, context=self.get_serializer_context()).data, status=code)
+
+    @extend_schema(request=s.InstanceCreateSerializer, responses={202: s.InstanceSerializer(many=True)})
+    def create(self, request):
+        instances = services.create_instances(self.actor, **validated(s.InstanceCreateSerializer, request))
+        data = s.InstanceSerializer(instances, many=True, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.InstanceUpdateSerializer, responses=s.InstanceSerializer)
+    def partial_update(self, request, id=None):
+        data = validated(s.InstanceUpdateSerializer, request)
+        return self._out(services.update_instance(self.actor, instance=self.get_object(), **data), status.HTTP_200_OK)
+
+    @extend_schema(responses={202: s.InstanceSerializer})
+    def destroy(self, request, id=None):
+        return self._out(services.delete_instance(self.actor, instance=self.get_object()))
+
+    @extend_schema(request=None, responses={202: s.InstanceSerializer})
+    @action(detail=True, methods=["post"])
+    def start(self, request, id=None):
+        return self._out(services.start_instance(self.actor, instance=self.get_object()))
+
+    @extend_schema(request=s.StopSerializer, responses={202: s.InstanceSerializer})
+    @action(detail=True, methods=["post"])
+    def stop(self, request, id=None):
+        force = validated(s.StopSerializer, request)["force"]
+        return self._out(services.stop_instance(self.actor, instance=self.get_object(), force=force))
+
+    @extend_schema(request=s.RebootSerializer, responses={202: s.InstanceSerializer})
+    @action(detail=True, methods=["post"])
+    def reboot(self, request, id=None):
+        hard = validated(s.RebootSerializer, request)["hard"]
+        return self._out(services.reboot_instance(self.actor, instance=self.get_object(), hard=hard))
+
+
+class FlavorViewSet(mixins.ListModelMixin, PortalViewSet):
+    """Instance sizes offered to the current tenant."""
+
+    serializer_class = s.FlavorSerializer
+
+    def get_queryset(self):
+        return Flavor.objects.none() if self.schema_only else selectors.list_flavors(self.actor)
+
+
+class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Public images, the tenant's own and those shared with it."""
+
+    model = Image
+    serializer_class = s.ImageSerializer
+    list_selector = staticmethod(selectors.list_images)
+    filterset_fields = ["os_type", "arch", "visibility", "boot"]
+    action_permissions = {"list": "view", "retrieve": "view"}

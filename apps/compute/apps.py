@@ -1,0 +1,18 @@
+from django.apps import AppConfig
+
+
+class ComputeConfig(AppConfig):
+    name = "apps.compute"
+    label = "compute"
+    verbose_name = "Compute"
+
+    def ready(self):
+        from apps.core.nav import register_nav
+        from apps.core.policies import register_area
+        from apps.tenants.quotas import register_quota
+
+        register_area("compute", "Compute")
+        register_quota("instances", "Instances", default=10)
+        register_quota("vcpus", "vCPUs", default=20)
+        register_quota("ram_mb", "RAM", default=40960, unit="MiB")
+        register_nav("compute", "Instances", "instance-list", area="compute")

@@ -1,0 +1,148 @@
+"""The compute driver interface: one hypervisor host.
+
+Plain data in, plain data out (frozen dataclasses), no Django, no models, no settings. Domains
+are named by our public ids (`i-3k9x2m7q`); libvirt's own ids never leave the driver. Every
+verb is idempotent: `ensure_domain` on an existing domain with the same name is a no-op that
+returns its state, `delete_domain(missing_ok=True)` on a missing one does nothing."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+# Virtualisation types: `kvm` (hardware) or `qemu` (software emulation, TCG).
+KVM, QEMU = "kvm", "qemu"
+
+# Domain power states as the portal sees them.
+RUNNING, SHUTOFF, PAUSED, CRASHED, MISSING = "running", "shutoff", "paused", "crashed", "missing"
+
+
+class DriverError(Exception):
+    """Base of driver failures; the message is safe to show to operators."""
+
+
+class NotFound(DriverError):
+    pass
+
+
+class AlreadyExists(DriverError):
+    pass
+
+
+class Transient(DriverError):
+    """Retry later: the host did not answer, a lock was busy."""
+
+
+class Unsupported(DriverError):
+    pass
+
+
+@dataclass(frozen=True)
+class PciDevice:
+    address: str  # 0000:65:00.0
+    vendor: str
+    product: str
+    device_class: str  # e.g. 0x030000 for a display controller
+
+
+@dataclass(frozen=True)
+class HostCapacity:
+    hostname: str
+    arch: str
+    cpu_model: str
+    vcpus: int
+    memory_mb: int
+    numa_nodes: int
+    kvm_usable: bool  # hardware virtualisation really usable (CPU flags + libvirt's domain caps)
+    pci_devices: tuple[PciDevice, ...] = ()
+    hypervisor_version: str = ""
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    path: str
+    format: str = "qcow2"  # qcow2 or raw
+    target: str = "vda"
+    bus: str = "virtio"
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class KernelBoot:
+    """Direct kernel boot (no disk to boot from): kernel, initrd, command line."""
+
+    kernel: str
+    initrd: str = ""
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    name: str  # the instance public id
+    vcpus: int
+    memory_mb: int
+    virt_type: str = QEMU
+    arch: str = "x86_64"
+    kernel: KernelBoot | None = None
+    disks: tuple[DiskSpec, ...] = ()
+    serial_log: str = ""  # file that receives the serial console output
+    vnc_listen: str = "127.0.0.1"  # the host's management address; never a public one
+    title: str = ""
+    # Free-form labels kept in the domain metadata (tenant id, flavor...) for reconcile.
+    labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    state: str
+    vcpus: int
+    memory_mb: int
+    vnc_host: str = ""
+    vnc_port: int | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+class ComputeDriver(abc.ABC):
+    """One hypervisor host, reached by a URI (`qemu:///system`, `qemu+ssh://host/system`...)."""
+
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, uri: str):
+        self.uri = uri
+
+    @abc.abstractmethod
+    def host_capacity(self) -> HostCapacity:
+        """Read what the host has: CPUs, memory, arch, CPU model, NUMA, PCI devices, KVM."""
+
+    @abc.abstractmethod
+    def ensure_domain(self, spec: DomainSpec) -> DomainInfo:
+        """Define the domain if missing and start it if not running.
+
+        :param spec: the wanted domain; an existing domain of the same name is kept as it is.
+        """
+
+    @abc.abstractmethod
+    def domain_info(self, name: str) -> DomainInfo:
+        """State of one domain; raises NotFound when it does not exist."""
+
+    @abc.abstractmethod
+    def list_domains(self) -> list[DomainInfo]:
+        """Every domain on the host (the reconciler filters ours by name and labels)."""
+
+    @abc.abstractmethod
+    def start_domain(self, name: str) -> DomainInfo:
+        """Power on; a running domain stays running."""
+
+    @abc.abstractmethod
+    def stop_domain(self, name: str, *, force: bool = False) -> DomainInfo:
+        """ACPI shutdown request (returns at once), or power off with `force`."""
+
+    @abc.abstractmethod
+    def reboot_domain(self, name: str, *, hard: bool = False) -> DomainInfo:
+        """ACPI reboot, or reset with `hard`."""
+
+    @abc.abstractmethod
+    def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
+        """Power off and undefine; a missing domain is fine unless `missing_ok` is False."""

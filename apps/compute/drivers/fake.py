@@ -1,0 +1,115 @@
+"""In-process compute driver for unit tests only: dict state, deterministic, with failure
+injection (`fail_next("ensure_domain", Transient("boom"))`). The contract suite in
+tests/contracts runs against it and against real libvirt, so it cannot drift."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from apps.compute.drivers.base import (
+    RUNNING,
+    SHUTOFF,
+    ComputeDriver,
+    DomainInfo,
+    DomainSpec,
+    DriverError,
+    HostCapacity,
+    NotFound,
+)
+
+# Shared by every FakeDriver of a URI in the process, like a real host would be.
+_hosts: dict[str, dict[str, DomainInfo]] = {}
+_failures: dict[tuple[str, str], list[Exception]] = {}
+_lock = threading.Lock()
+
+
+def reset() -> None:
+    with _lock:
+        _hosts.clear()
+        _failures.clear()
+
+
+class FakeDriver(ComputeDriver):
+    capabilities = frozenset({"direct_kernel_boot", "vnc", "serial_log"})
+    CAPACITY = HostCapacity(
+        hostname="fake-host", arch="x86_64", cpu_model="qemu64", vcpus=8, memory_mb=16384, numa_nodes=1,
+        kvm_usable=False,
+    )
+
+    def fail_next(self, verb: str, error: Exception) -> None:
+        with _lock:
+            _failures.setdefault((self.uri, verb), []).append(error)
+
+    def _maybe_fail(self, verb: str) -> None:
+        with _lock:
+            queued = _failures.get((self.uri, verb))
+            error = queued.pop(0) if queued else None
+        if error is not None:
+            raise error
+
+    @property
+    def _domains(self) -> dict[str, DomainInfo]:
+        return _hosts.setdefault(self.uri, {})
+
+    def _get(self, name: str) -> DomainInfo:
+        try:
+            return self._domains[name]
+        except KeyError:
+            raise NotFound(f"Domain not found: no domain with matching name '{name}'") from None
+
+    def _set(self, name: str, **changes) -> DomainInfo:
+        with _lock:
+            info = replace(self._get(name), **changes)
+            self._domains[name] = info
+            return info
+
+    def host_capacity(self) -> HostCapacity:
+        self._maybe_fail("host_capacity")
+        return self.CAPACITY
+
+    def ensure_domain(self, spec: DomainSpec) -> DomainInfo:
+        self._maybe_fail("ensure_domain")
+        with _lock:
+            if spec.name not in self._domains:
+                if spec.vcpus < 1 or spec.memory_mb < 16:
+                    raise DriverError("invalid domain size")
+                self._domains[spec.name] = DomainInfo(
+                    name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
+                    vnc_host=spec.vnc_listen, labels=spec.labels,
+                )
+        return self.start_domain(spec.name)
+
+    def domain_info(self, name: str) -> DomainInfo:
+        self._maybe_fail("domain_info")
+        return self._get(name)
+
+    def list_domains(self) -> list[DomainInfo]:
+        return list(self._domains.values())
+
+    def start_domain(self, name: str) -> DomainInfo:
+        self._maybe_fail("start_domain")
+        info = self._get(name)
+        if info.state == RUNNING:
+            return info
+        used = {d.vnc_port for d in self._domains.values() if d.vnc_port}
+        return self._set(name, state=RUNNING, vnc_port=next(p for p in range(5900, 6900) if p not in used))
+
+    def stop_domain(self, name: str, *, force: bool = False) -> DomainInfo:
+        self._maybe_fail("stop_domain")
+        # The fake guest honours ACPI at once; the real one may ignore it (the caller forces).
+        return self._set(name, state=SHUTOFF, vnc_port=None)
+
+    def reboot_domain(self, name: str, *, hard: bool = False) -> DomainInfo:
+        self._maybe_fail("reboot_domain")
+        self._get(name)
+        return self.start_domain(name)
+
+    def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
+        self._maybe_fail("delete_domain")
+        with _lock:
+            if name not in self._domains:
+                if missing_ok:
+                    return
+                raise NotFound(f"Domain not found: no domain with matching name '{name}'")
+            del self._domains[name]

@@ -1,0 +1,221 @@
+"""The real compute driver: libvirt (QEMU/KVM) through libvirt-python.
+
+One connection per host URI per process, kept open and reopened when libvirt reports it dead.
+The `libvirt` module is imported lazily so the package imports on machines without it."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+from apps.compute.drivers import domain_xml
+from apps.compute.drivers.base import (
+    CRASHED,
+    PAUSED,
+    RUNNING,
+    SHUTOFF,
+    ComputeDriver,
+    DomainInfo,
+    DomainSpec,
+    DriverError,
+    HostCapacity,
+    NotFound,
+    Transient,
+)
+
+_connections: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def _libvirt():
+    import libvirt
+
+    return libvirt
+
+
+def _quiet(_ctx, _error) -> None:
+    """libvirt prints every error to stderr by default; ours become exceptions instead."""
+
+
+def close_all() -> None:
+    """Close the cached connections (at exit: libvirt's own finaliser fails at shutdown)."""
+    with _lock:
+        for conn in _connections.values():
+            try:
+                conn.close()
+            except Exception:  # closing a dead connection: nothing left to release
+                pass
+        _connections.clear()
+
+
+atexit.register(close_all)
+
+
+def connection(uri: str):
+    """The process-wide connection to `uri`, opened on first use and after it died."""
+    libvirt = _libvirt()
+    with _lock:
+        conn = _connections.get(uri)
+        if conn is not None:
+            try:
+                if conn.isAlive():
+                    return conn
+            except libvirt.libvirtError:
+                pass
+        libvirt.registerErrorHandler(_quiet, None)
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise Transient(f"cannot connect to {uri}: {exc.get_error_message()}") from exc
+        _connections[uri] = conn
+        return conn
+
+
+def _state_name(code: int) -> str:
+    libvirt = _libvirt()
+    return {
+        libvirt.VIR_DOMAIN_RUNNING: RUNNING,
+        libvirt.VIR_DOMAIN_BLOCKED: RUNNING,
+        libvirt.VIR_DOMAIN_SHUTDOWN: RUNNING,  # shutting down: still running until it is off
+        libvirt.VIR_DOMAIN_PAUSED: PAUSED,
+        libvirt.VIR_DOMAIN_PMSUSPENDED: PAUSED,
+        libvirt.VIR_DOMAIN_CRASHED: CRASHED,
+    }.get(code, SHUTOFF)
+
+
+class LibvirtDriver(ComputeDriver):
+    capabilities = frozenset({"direct_kernel_boot", "vnc", "serial_log"})
+
+    def _conn(self):
+        return connection(self.uri)
+
+    def _call(self, fn, *args):
+        """Run a libvirt call, mapping its errors to driver errors."""
+        libvirt = _libvirt()
+        try:
+            return fn(*args)
+        except libvirt.libvirtError as exc:
+            code = exc.get_error_code()
+            if code == libvirt.VIR_ERR_NO_DOMAIN:
+                raise NotFound(exc.get_error_message()) from exc
+            if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_RPC, libvirt.VIR_ERR_NO_CONNECT):
+                with _lock:
+                    _connections.pop(self.uri, None)
+                raise Transient(exc.get_error_message()) from exc
+            raise DriverError(exc.get_error_message()) from exc
+
+    def _domain(self, name: str):
+        return self._call(self._conn().lookupByName, name)
+
+    def _info(self, dom) -> DomainInfo:
+        state, _reason = self._call(dom.state)
+        _, max_mem_kib, _, vcpus, _ = self._call(dom.info)
+        xml = self._call(dom.XMLDesc, 0)
+        host, port = domain_xml.vnc_endpoint(xml)
+        return DomainInfo(
+            name=dom.name(),
+            state=_state_name(state),
+            vcpus=vcpus,
+            memory_mb=max_mem_kib // 1024,
+            vnc_host=host,
+            vnc_port=port,
+            labels=domain_xml.labels(xml),
+        )
+
+    def host_capacity(self) -> HostCapacity:
+        libvirt = _libvirt()
+        conn = self._conn()
+        arch, memory_mb, cpus, *_ = self._call(conn.getInfo)
+        caps = domain_xml.capabilities_summary(self._call(conn.getCapabilities))
+        pci = tuple(
+            domain_xml.pci_device(dev.XMLDesc(0))
+            for dev in self._call(conn.listAllDevices, libvirt.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+        )
+        return HostCapacity(
+            hostname=self._call(conn.getHostname),
+            arch=caps["arch"] or arch,
+            cpu_model=caps["cpu_model"],
+            vcpus=cpus,
+            memory_mb=memory_mb,
+            numa_nodes=caps["numa_nodes"],
+            kvm_usable=self._kvm_usable(caps["features"], caps["arch"] or arch),
+            pci_devices=pci,
+            hypervisor_version=str(self._call(conn.getVersion)),
+        )
+
+    def _kvm_usable(self, cpu_features: set[str], arch: str) -> bool:
+        """Hardware virtualisation needs the CPU flag (vmx/svm) *and* libvirt's KVM domain
+        capabilities; /dev/kvm alone is not enough (nested PVM hosts have it, and guests hang)."""
+        libvirt = _libvirt()
+        if not cpu_features & {"vmx", "svm"}:
+            return False
+        try:
+            self._conn().getDomainCapabilities(None, arch, None, "kvm", 0)
+        except libvirt.libvirtError:
+            return False
+        return True
+
+    def ensure_domain(self, spec: DomainSpec) -> DomainInfo:
+        libvirt = _libvirt()
+        try:
+            dom = self._domain(spec.name)
+        except NotFound:
+            try:
+                dom = self._call(self._conn().defineXML, domain_xml.build(spec))
+            except DriverError:
+                # Another worker defined it between our lookup and define: use theirs.
+                dom = self._domain(spec.name)
+        if self._call(dom.state)[0] != libvirt.VIR_DOMAIN_RUNNING:
+            try:
+                self._call(dom.create)
+            except DriverError:
+                if self._call(dom.state)[0] != libvirt.VIR_DOMAIN_RUNNING:
+                    raise
+        return self._info(dom)
+
+    def domain_info(self, name: str) -> DomainInfo:
+        return self._info(self._domain(name))
+
+    def list_domains(self) -> list[DomainInfo]:
+        return [self._info(dom) for dom in self._call(self._conn().listAllDomains, 0)]
+
+    def start_domain(self, name: str) -> DomainInfo:
+        dom = self._domain(name)
+        if not dom.isActive():
+            self._call(dom.create)
+        return self._info(dom)
+
+    def stop_domain(self, name: str, *, force: bool = False) -> DomainInfo:
+        dom = self._domain(name)
+        if dom.isActive():
+            self._call(dom.destroy if force else dom.shutdown)
+        return self._info(dom)
+
+    def reboot_domain(self, name: str, *, hard: bool = False) -> DomainInfo:
+        dom = self._domain(name)
+        if not dom.isActive():
+            self._call(dom.create)
+        elif hard:
+            self._call(dom.reset, 0)
+        else:
+            self._call(dom.reboot, 0)
+        return self._info(dom)
+
+    def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
+        libvirt = _libvirt()
+        try:
+            dom = self._domain(name)
+        except NotFound:
+            if missing_ok:
+                return
+            raise
+        if dom.isActive():
+            self._call(dom.destroy)
+        flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+        try:
+            self._call(dom.undefineFlags, flags)
+        except NotFound:
+            if not missing_ok:
+                raise
+

@@ -1,0 +1,36 @@
+"""Compute reads shared by the API, the pages and the back office."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from apps.compute.models import Flavor, Image, Instance
+from apps.core.actor import Actor
+from apps.core.exceptions import NotFound
+from apps.core.models import AuditRecord
+
+
+def list_instances(actor: Actor, *, include_deleted: bool = False) -> QuerySet[Instance]:
+    return Instance.objects.for_actor(actor, include_deleted=include_deleted).select_related(
+        "flavor", "image", "host", "availability_zone", "key_pair", "created_by", "tenant"
+    )
+
+
+def get_instance(actor: Actor, public_id: str) -> Instance:
+    instance = list_instances(actor).filter(public_id=public_id).first()
+    if instance is None:
+        raise NotFound(f"No instance {public_id}.")
+    return instance
+
+
+def instance_actions(actor: Actor, instance: Instance) -> QuerySet[AuditRecord]:
+    """The instance's action history: who did what, when, with what result."""
+    return AuditRecord.objects.for_actor(actor).filter(resource_id=instance.public_id)
+
+
+def list_flavors(actor: Actor) -> QuerySet[Flavor]:
+    return Flavor.objects.for_actor(actor)
+
+
+def list_images(actor: Actor) -> QuerySet[Image]:
+    return Image.objects.for_actor(actor).filter(deleted_at__isnull=True).select_related("owner")

@@ -1,0 +1,395 @@
+"""Writers of the compute inventory: hosts (operators), flavors (operators), images."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from django.db import transaction
+from django.utils import timezone
+
+from django.conf import settings
+
+from apps.compute import scheduler
+from apps.compute.drivers.base import DriverError, HostCapacity
+from apps.compute.hypervisors import get_compute_driver
+from apps.compute.models import Cluster, Flavor, Host, Image, Instance, Region
+from apps.core import events, permissions
+from apps.core.actor import Actor
+from apps.core.audit import audited
+from apps.core.exceptions import Conflict, NotFound, ValidationFailed
+from apps.tenants.services import require_operator
+
+NAME_MAX = 128
+
+
+def _clean_name(name: str, field: str = "name") -> str:
+    name = (name or "").strip()
+    if not name or len(name) > NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValidationFailed(
+            f"A {field} of 1 to {NAME_MAX} printable characters is required.",
+            fields={field: [f"1 to {NAME_MAX} printable characters."]},
+        )
+    return name
+
+
+# --- regions and clusters -----------------------------------------------------------------
+
+@audited("region.create", area="compute")
+def create_region(actor: Actor, *, code: str, name: str) -> Region:
+    require_operator(actor)
+    if Region.objects.filter(code=code).exists():
+        raise Conflict(f"Region {code} exists.", fields={"code": ["Already used."]})
+    return Region.objects.create(code=code, name=_clean_name(name))
+
+
+@audited("cluster.create", area="compute")
+def create_cluster(actor: Actor, *, region: Region, code: str, name: str, tags=(), virt_type: str = "auto") -> Cluster:
+    require_operator(actor)
+    if Cluster.objects.filter(region=region, code=code).exists():
+        raise Conflict(f"Cluster {code} exists in {region.code}.", fields={"code": ["Already used."]})
+    return Cluster.objects.create(region=region, code=code, name=_clean_name(name), tags=list(tags), virt_type=virt_type)
+
+
+# --- hosts --------------------------------------------------------------------------------
+
+def _apply_capacity(host: Host, capacity: HostCapacity) -> None:
+    host.hostname = capacity.hostname
+    host.arch = capacity.arch
+    host.cpu_model = capacity.cpu_model
+    host.vcpus = capacity.vcpus
+    host.memory_mb = capacity.memory_mb
+    host.numa_nodes = capacity.numa_nodes
+    host.kvm_usable = capacity.kvm_usable
+    host.pci_devices = [vars(d) for d in capacity.pci_devices]
+    host.hypervisor_version = capacity.hypervisor_version
+    host.heartbeat_at = timezone.now()
+
+
+@audited("host.add", area="compute")
+def add_host(actor: Actor, *, cluster: Cluster, name: str, uri: str, management_address: str = "127.0.0.1",
+             cpu_allocation_ratio=None, ram_allocation_ratio=None) -> Host:
+    """Register a hypervisor: connect to its libvirt and read its capacity first, so a host
+    that cannot be reached is refused rather than half-added."""
+    require_operator(actor)
+    name = _clean_name(name)
+    if Host.objects.filter(uri=uri).exists() or Host.objects.filter(name=name).exists():
+        raise Conflict("A host with this name or URI exists.", fields={"uri": ["Already registered."]})
+    try:
+        capacity = get_compute_driver(uri).host_capacity()
+    except DriverError as exc:
+        raise ValidationFailed(f"Cannot reach libvirt at {uri}: {exc}", fields={"uri": [str(exc)]})
+    host = Host(cluster=cluster, name=name, uri=uri, management_address=management_address)
+    if cpu_allocation_ratio is not None:
+        host.cpu_allocation_ratio = cpu_allocation_ratio
+    if ram_allocation_ratio is not None:
+        host.ram_allocation_ratio = ram_allocation_ratio
+    _apply_capacity(host, capacity)
+    host.save()
+    return host
+
+
+@audited("host.set_state", area="compute")
+def set_host_state(actor: Actor, *, host: Host, state: str, reason: str = "") -> Host:
+    """Enable, disable (no new instances) or put in maintenance; `down` is set by heartbeats."""
+    require_operator(actor)
+    if state not in (Host.ENABLED, Host.DISABLED, Host.MAINTENANCE):
+        raise ValidationFailed("Unknown host state.", fields={"state": ["enabled, disabled or maintenance."]})
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    host.state, host.state_reason = state, reason.strip()
+    host.save(update_fields=["state", "state_reason"])
+    return host
+
+
+@audited("host.remove", area="compute")
+def remove_host(actor: Actor, *, host: Host) -> Host:
+    """Forget a host that carries no instances (drain it first)."""
+    require_operator(actor)
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    if host.instances_count:
+        raise Conflict(f"Host {host.name} still carries {host.instances_count} instances; drain it first.")
+    host.delete()
+    return host
+
+
+def refresh_host(host_id: int, *, down_after_seconds: int) -> Host:
+    """Heartbeat (a task, not a user action): re-read capacity; a host whose libvirt stopped
+    answering for longer than the grace period becomes `down`, and comes back when it answers."""
+    host = Host.objects.get(pk=host_id)
+    try:
+        capacity = get_compute_driver(host.uri).host_capacity()
+    except DriverError as exc:
+        with transaction.atomic():
+            host = Host.objects.select_for_update().get(pk=host_id)
+            silent = (timezone.now() - host.heartbeat_at).total_seconds() if host.heartbeat_at else None
+            if host.state != Host.DOWN and (silent is None or silent > down_after_seconds):
+                host.state, host.state_reason = Host.DOWN, f"libvirt not answering: {exc}"
+                host.save(update_fields=["state", "state_reason"])
+        return host
+    with transaction.atomic():
+        host = Host.objects.select_for_update().get(pk=host_id)
+        _apply_capacity(host, capacity)
+        if host.state == Host.DOWN:
+            host.state, host.state_reason = Host.ENABLED, ""
+        host.save()
+    return host
+
+
+UNAUDITED = ("refresh_host",)  # a periodic heartbeat, not an action
+
+
+# --- flavors ------------------------------------------------------------------------------
+
+@audited("flavor.create", area="compute")
+def create_flavor(actor: Actor, *, name: str, vcpus: int, ram_mb: int, disk_gb: int = 0, is_public: bool = True,
+                  description: str = "", gpu_count: int = 0, gpu_type: str = "", extra_specs=None) -> Flavor:
+    require_operator(actor)
+    errors = {}
+    if vcpus < 1:
+        errors["vcpus"] = ["At least 1."]
+    if ram_mb < 64:
+        errors["ram_mb"] = ["At least 64 MiB."]
+    if gpu_count and not gpu_type:
+        errors["gpu_type"] = ["Say which GPU (PCI vendor:product)."]
+    if errors:
+        raise ValidationFailed("The flavor is not valid.", fields=errors)
+    if Flavor.objects.filter(name=name).exists():
+        raise Conflict(f"Flavor {name} exists.", fields={"name": ["Already used."]})
+    return Flavor.objects.create(
+        name=name, vcpus=vcpus, ram_mb=ram_mb, disk_gb=disk_gb, is_public=is_public, description=description,
+        gpu_count=gpu_count, gpu_type=gpu_type, extra_specs=extra_specs or {},
+    )
+
+
+@audited("flavor.update", area="compute")
+def update_flavor(actor: Actor, *, flavor: Flavor, description: str, is_public: bool, is_active: bool) -> Flavor:
+    """Sizes are immutable (instances and prices refer to them); offer, retire, describe."""
+    require_operator(actor)
+    flavor = Flavor.objects.select_for_update().get(pk=flavor.pk)
+    flavor.description, flavor.is_public, flavor.is_active = description, is_public, is_active
+    flavor.save(update_fields=["description", "is_public", "is_active"])
+    return flavor
+
+
+# --- images -------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@audited("image.register_kernel", area="compute")
+def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro: str = "", os_version: str = "",
+                          visibility: str = Image.PUBLIC) -> Image:
+    """A platform image that boots a kernel + initrd directly (no disk), from a folder with a
+    manifest.json (files, sha256, cmdline) as scripts/build_tiny_image.sh writes it. Checksums
+    are verified; registering the same files again returns the existing image."""
+    require_operator(actor)
+    manifest_path = directory / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValidationFailed(f"No readable manifest in {directory.name}: {exc}")
+    files = {}
+    for role in ("kernel", "initrd"):
+        entry = manifest[role]
+        path = directory / entry["name"]
+        if not path.is_file() or _sha256(path) != entry["sha256"]:
+            raise ValidationFailed(f"{path.name} is missing or does not match its checksum.")
+        files[role] = (path, entry)
+    existing = Image.objects.filter(
+        boot=Image.KERNEL, kernel_file=str(files["kernel"][0]), initrd_file=str(files["initrd"][0]),
+        checksum_sha256=files["kernel"][1]["sha256"], deleted_at__isnull=True,
+    ).first()
+    if existing is not None:
+        return existing
+    return Image.objects.create(
+        name=_clean_name(name),
+        visibility=visibility,
+        status=Image.ACTIVE,
+        os_type="linux",
+        os_distro=os_distro,
+        os_version=os_version or manifest.get("kernel_version", ""),
+        arch=manifest.get("arch", "x86_64"),
+        boot=Image.KERNEL,
+        kernel_file=str(files["kernel"][0]),
+        initrd_file=str(files["initrd"][0]),
+        cmdline=manifest.get("cmdline", ""),
+        size_bytes=sum(entry["size"] for _, entry in files.values()),
+        checksum_sha256=files["kernel"][1]["sha256"],
+        min_ram_mb=manifest.get("min_ram_mb", 96),
+        created_by=actor.user,
+    )
+
+
+# --- instances ----------------------------------------------------------------------------
+
+MAX_BATCH = 20
+USER_DATA_LIMIT = 16 * 1024  # bytes, as EC2
+
+
+def _instance_usage(flavor: Flavor, count: int = 1) -> dict[str, int]:
+    return {"instances": count, "vcpus": flavor.vcpus * count, "ram_mb": flavor.ram_mb * count}
+
+
+def _lookup(actor: Actor, queryset, ref: str, field: str, label: str):
+    """A referenced object the actor may use, by public id (flavors: by name), else 404."""
+    key = "name" if queryset.model is Flavor else "public_id"
+    obj = queryset.for_actor(actor).filter(**{key: ref}).first()
+    if obj is None:
+        raise NotFound(f"No {label} {ref}.", fields={field: [f"Unknown {label}."]})
+    return obj
+
+
+@audited("instance.create", area="compute")
+def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pair: str | None = None,
+                     count: int = 1, availability_zone: str | None = None, user_data: str = "",
+                     description: str = "") -> list[Instance]:
+    """Create `count` instances: validate, count quota, place each on a host (claims under row
+    locks), write them `pending` with an operation, and queue their provisioning on commit."""
+    from apps.compute.tasks import provision_instance
+    from apps.core.services import start_operation
+    from apps.core.tasks import enqueue_on_commit
+    from apps.tenants import quotas
+    from apps.tenants.models import KeyPair
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require_area(actor, "compute", "create")
+    name = _clean_name(name)
+    errors = {}
+    if not 1 <= count <= MAX_BATCH:
+        errors["count"] = [f"Between 1 and {MAX_BATCH}."]
+    if len(user_data.encode()) > USER_DATA_LIMIT:
+        errors["user_data"] = [f"At most {USER_DATA_LIMIT // 1024} KiB."]
+    if errors:
+        raise ValidationFailed("The request is not valid.", fields=errors)
+    flavor_obj = _lookup(actor, Flavor.objects, flavor, "flavor", "flavor")
+    image_obj = _lookup(actor, Image.objects, image, "image", "image")
+    key_pair_obj = _lookup(actor, KeyPair.objects, key_pair, "key_pair", "key pair") if key_pair else None
+    zone = None
+    if availability_zone:
+        zone = Cluster.objects.filter(code=availability_zone, region__code=settings.PORTAL_DEFAULT_REGION).first()
+        if zone is None:
+            raise NotFound(f"No availability zone {availability_zone}.", fields={"availability_zone": ["Unknown."]})
+    _check_fit(flavor_obj, image_obj)
+
+    quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION, amounts=_instance_usage(flavor_obj, count))
+    request = scheduler.Request(vcpus=flavor_obj.vcpus, ram_mb=flavor_obj.ram_mb, arch=image_obj.arch,
+                                region=settings.PORTAL_DEFAULT_REGION, cluster=zone)
+    created = []
+    for n in range(count):
+        host = scheduler.claim(request)
+        instance = Instance.objects.create(
+            tenant=tenant, created_by=actor.user, name=name if count == 1 else f"{name}-{n + 1}",
+            description=description, region=settings.PORTAL_DEFAULT_REGION, availability_zone=zone, host=host,
+            flavor=flavor_obj, image=image_obj, key_pair=key_pair_obj, vcpus=flavor_obj.vcpus,
+            ram_mb=flavor_obj.ram_mb, user_data=user_data,
+        )
+        operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
+                                    resource_id=instance.public_id)
+        enqueue_on_commit(provision_instance, instance.pk, operation.pk)
+        _publish(instance)
+        created.append(instance)
+    return created
+
+
+def _check_fit(flavor: Flavor, image: Image) -> None:
+    problems = {}
+    if image.status != Image.ACTIVE:
+        problems["image"] = [f"Image {image.public_id} is {image.status}, not active."]
+    elif image.boot == Image.DISK:
+        problems["image"] = ["Disk images need block storage, which this platform does not offer yet; "
+                             "use a kernel image."]
+    if flavor.ram_mb < image.min_ram_mb:
+        problems["flavor"] = [f"{image.name} needs at least {image.min_ram_mb} MiB of RAM; {flavor.name} has "
+                              f"{flavor.ram_mb}."]
+    if image.min_disk_gb and flavor.disk_gb < image.min_disk_gb:
+        problems["flavor"] = [f"{image.name} needs a {image.min_disk_gb} GB disk; {flavor.name} has {flavor.disk_gb}."]
+    if problems:
+        raise ValidationFailed(" ".join(m for ms in problems.values() for m in ms), fields=problems)
+
+
+def _publish(instance: Instance) -> None:
+    events.publish(instance.tenant_id, {"type": "instance", "id": instance.public_id, "status": instance.status,
+                                        "reason": instance.status_reason})
+
+
+def _transition(actor: Actor, instance: Instance, action: str, allowed: tuple[str, ...], new_status: str) -> Instance:
+    """Check the action against role/grants and the state machine, then move to `new_status`."""
+    permissions.require(actor, instance, action)
+    instance = Instance.objects.select_for_update().get(pk=instance.pk)
+    if instance.status not in allowed:
+        raise Conflict(f"Cannot {action} instance {instance.public_id} while it is {instance.status}.",
+                       code="invalid_state")
+    instance.status, instance.status_reason = new_status, ""
+    instance.save(update_fields=["status", "status_reason", "updated_at"])
+    _publish(instance)
+    return instance
+
+
+@audited("instance.start", area="compute")
+def start_instance(actor: Actor, *, instance: Instance) -> Instance:
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    instance = _transition(actor, instance, "start", (Instance.STOPPED,), Instance.STARTING)
+    enqueue_on_commit(tasks.start_instance, instance.pk)
+    return instance
+
+
+@audited("instance.stop", area="compute")
+def stop_instance(actor: Actor, *, instance: Instance, force: bool = False) -> Instance:
+    """ACPI shutdown, powered off by force after PORTAL_STOP_TIMEOUT (or at once with `force`)."""
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    instance = _transition(actor, instance, "stop", (Instance.RUNNING,), Instance.STOPPING)
+    enqueue_on_commit(tasks.stop_instance, instance.pk, int(force))
+    return instance
+
+
+@audited("instance.reboot", area="compute")
+def reboot_instance(actor: Actor, *, instance: Instance, hard: bool = False) -> Instance:
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    instance = _transition(actor, instance, "reboot", (Instance.RUNNING,), Instance.REBOOTING)
+    enqueue_on_commit(tasks.reboot_instance, instance.pk, int(hard))
+    return instance
+
+
+@audited("instance.delete", area="compute")
+def delete_instance(actor: Actor, *, instance: Instance) -> Instance:
+    """Power off and remove the domain; the claim and the quota are given back by the task."""
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    allowed = tuple(s for s, _ in Instance.STATUS_CHOICES if s not in (Instance.DELETING, Instance.DELETED))
+    instance = _transition(actor, instance, "delete", allowed, Instance.DELETING)
+    enqueue_on_commit(tasks.destroy_instance, instance.pk)
+    return instance
+
+
+@audited("instance.update", area="compute")
+def update_instance(actor: Actor, *, instance: Instance, name: str | None = None, description: str | None = None,
+                    tags: list[str] | None = None, metadata: dict | None = None) -> Instance:
+    permissions.require(actor, instance, "change")
+    instance = Instance.objects.select_for_update().get(pk=instance.pk)
+    if name is not None:
+        instance.name = _clean_name(name)
+    if description is not None:
+        instance.description = description.strip()[:255]
+    if tags is not None:
+        instance.tags = sorted({_clean_name(t, "tags") for t in tags})
+    if metadata is not None:
+        if len(metadata) > 50 or any(len(str(k)) > 128 or len(str(v)) > 256 for k, v in metadata.items()):
+            raise ValidationFailed("Metadata: at most 50 keys, keys 128 and values 256 characters.",
+                                   fields={"metadata": ["Too large."]})
+        instance.metadata = {str(k): str(v) for k, v in metadata.items()}
+    instance.save()
+    return instance

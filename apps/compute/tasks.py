@@ -1,0 +1,168 @@
+"""Compute background work: drive the hypervisor to what the Instance row wants.
+
+Every task takes ids, re-reads and locks the row, skips what is already done, and records the
+outcome, so a worker killed at any line leaves a state the re-run (or the reconciler) finishes:
+domain operations are idempotent (`ensure_domain`, `delete_domain(missing_ok=True)`)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from apps.compute import scheduler, services
+from apps.compute.drivers.base import SHUTOFF, DomainSpec, DriverError, KernelBoot
+from apps.compute.hypervisors import get_compute_driver
+from apps.compute.models import Host, Image, Instance
+from apps.core import services as core_services
+
+
+def refresh_hosts() -> dict[str, str]:
+    """Heartbeat every host: refresh capacity, mark silent ones down (scheduled every minute)."""
+    return {
+        host.name: services.refresh_host(host.pk, down_after_seconds=settings.PORTAL_HOST_DOWN_AFTER).state
+        for host in Host.objects.all()
+    }
+
+
+def serial_log_path(instance: Instance) -> Path:
+    return Path(settings.PORTAL_LIBVIRT_DIR) / "logs" / f"{instance.public_id}.log"
+
+
+def domain_spec(instance: Instance) -> DomainSpec:
+    image, host = instance.image, instance.host
+    kernel = None
+    if image.boot == Image.KERNEL:
+        cmdline = f"{image.cmdline} hostname={instance.public_id}".strip()
+        kernel = KernelBoot(image.kernel_file, image.initrd_file, cmdline)
+    log = serial_log_path(instance)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    return DomainSpec(
+        name=instance.public_id, vcpus=instance.vcpus, memory_mb=instance.ram_mb, virt_type=host.effective_virt_type,
+        arch=image.arch, kernel=kernel, serial_log=str(log), vnc_listen=host.management_address,
+        title=instance.name[:64],
+        labels=(("tenant", instance.tenant.public_id), ("instance", instance.public_id)),
+    )
+
+
+def _set_status(instance_id: int, status: str, reason: str = "", **fields) -> Instance:
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().get(pk=instance_id)
+        instance.status, instance.status_reason = status, reason[:512]
+        for key, value in fields.items():
+            setattr(instance, key, value)
+        instance.save()
+        services._publish(instance)
+    return instance
+
+
+def _load(instance_id: int) -> Instance:
+    return Instance.objects.select_related("host", "host__cluster", "image", "tenant").get(pk=instance_id)
+
+
+def provision_instance(instance_id: int, operation_id: int) -> None:
+    instance = _load(instance_id)
+    if instance.status not in (Instance.PENDING, Instance.BUILDING):
+        return  # built already, or being deleted: the delete task cleans up
+    _set_status(instance_id, Instance.BUILDING)
+    core_services.operation_step(operation_id, step="defining the domain", progress=20,
+                                 log=f"host {instance.host.name}, {instance.vcpus} vCPU, {instance.ram_mb} MiB")
+    try:
+        get_compute_driver(instance.host.uri).ensure_domain(domain_spec(instance))
+    except DriverError as exc:
+        _fail_build(instance, operation_id, str(exc))
+        return
+    with transaction.atomic():
+        instance = Instance.objects.select_for_update().get(pk=instance_id)
+        if instance.status == Instance.BUILDING:
+            instance.status, instance.launched_at = Instance.RUNNING, timezone.now()
+            instance.save(update_fields=["status", "launched_at", "updated_at"])
+            services._publish(instance)
+    core_services.operation_finish(operation_id, result={"host": instance.host.name}, log="running")
+
+
+def _fail_build(instance: Instance, operation_id: int, reason: str) -> None:
+    """The build failed: remove what may exist, give the host claim back, keep the row in
+    `error` (its quota counts until the user deletes it, as on public clouds)."""
+    get_compute_driver(instance.host.uri).delete_domain(instance.public_id)
+    with transaction.atomic():
+        locked = Instance.objects.select_for_update().get(pk=instance.pk)
+        if locked.host_id:
+            scheduler.release(locked.host_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
+        locked.host, locked.status, locked.status_reason = None, Instance.ERROR, f"Build failed: {reason}"[:512]
+        locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
+        services._publish(locked)
+    core_services.operation_fail(operation_id, error=reason)
+
+
+def _power(instance_id: int, expected: str, action) -> None:
+    instance = _load(instance_id)
+    if instance.status != expected:
+        return
+    try:
+        action(get_compute_driver(instance.host.uri), instance)
+    except DriverError as exc:
+        _set_status(instance_id, Instance.ERROR, f"{expected} failed: {exc}")
+
+
+def start_instance(instance_id: int) -> None:
+    def run(driver, instance):
+        driver.ensure_domain(domain_spec(instance))
+        _set_status(instance.pk, Instance.RUNNING)
+
+    _power(instance_id, Instance.STARTING, run)
+
+
+def stop_instance(instance_id: int, force: int = 0) -> None:
+    """ACPI first; power off when the guest has not stopped within PORTAL_STOP_TIMEOUT."""
+
+    def run(driver, instance):
+        name = instance.public_id
+        if not force:
+            driver.stop_domain(name)
+            deadline = time.monotonic() + settings.PORTAL_STOP_TIMEOUT
+            while time.monotonic() < deadline and driver.domain_info(name).state != SHUTOFF:
+                time.sleep(1)
+        if driver.domain_info(name).state != SHUTOFF:
+            driver.stop_domain(name, force=True)
+        _set_status(instance.pk, Instance.STOPPED)
+
+    _power(instance_id, Instance.STOPPING, run)
+
+
+def reboot_instance(instance_id: int, hard: int = 0) -> None:
+    def run(driver, instance):
+        driver.reboot_domain(instance.public_id, hard=bool(hard))
+        _set_status(instance.pk, Instance.RUNNING)
+
+    _power(instance_id, Instance.REBOOTING, run)
+
+
+def destroy_instance(instance_id: int) -> None:
+    """Remove the domain, give back the host claim and the quota, mark the row deleted."""
+    from apps.tenants import quotas
+
+    instance = _load(instance_id)
+    if instance.status != Instance.DELETING:
+        return
+    if instance.host_id:
+        try:
+            get_compute_driver(instance.host.uri).delete_domain(instance.public_id)
+        except DriverError as exc:
+            _set_status(instance_id, Instance.ERROR, f"delete failed: {exc}")
+            return
+    with transaction.atomic():
+        locked = Instance.objects.select_for_update().get(pk=instance_id)
+        if locked.status != Instance.DELETING:
+            return
+        if locked.host_id:
+            scheduler.release(locked.host_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
+        quotas.release(locked.tenant, region=locked.region,
+                       amounts={"instances": 1, "vcpus": locked.vcpus, "ram_mb": locked.ram_mb})
+        locked.status, locked.host, locked.deleted_at = Instance.DELETED, None, timezone.now()
+        locked.save(update_fields=["status", "host", "deleted_at", "updated_at"])
+        services._publish(locked)
+    serial_log_path(instance).unlink(missing_ok=True)

@@ -1,0 +1,71 @@
+"""Console pages for instances: list with live status, create, detail, power actions."""
+
+from django.shortcuts import redirect
+
+from apps.compute import forms, selectors, services
+from apps.core.views import ConsoleView, error_status
+from apps.tenants.selectors import list_key_pairs
+
+
+class InstanceListView(ConsoleView):
+    template_name = "compute/instance_list.html"
+
+    def _form(self, data=None):
+        return forms.InstanceCreateForm(
+            data,
+            flavors=selectors.list_flavors(self.actor),
+            images=selectors.list_images(self.actor).filter(status="active"),
+            key_pairs=list_key_pairs(self.actor),
+        )
+
+    def get(self, request, form=None, status=200):
+        template = "compute/_instance_rows.html" if request.headers.get("HX-Request") else None
+        return self.render(
+            {"page": self.paginate(selectors.list_instances(self.actor)), "form": form or self._form(),
+             "can_create": self.actor.allows("compute", "create")},
+            status=status, template=template,
+        )
+
+    def post(self, request):
+        form = self._form(request.POST)
+        if not form.is_valid():
+            return self.get(request, form=form, status=400)
+        data = {**form.cleaned_data, "key_pair": form.cleaned_data["key_pair"] or None}
+        ok, result = self.call(form, services.create_instances, success="Instance creation started.", **data)
+        if not ok:
+            return self.get(request, form=form, status=error_status(result))
+        return redirect("instance-list")
+
+
+class InstanceDetailView(ConsoleView):
+    template_name = "compute/instance_detail.html"
+
+    def get(self, request, public_id):
+        instance = selectors.get_instance(self.actor, public_id)
+        template = "compute/_instance_status.html" if request.headers.get("HX-Request") else None
+        return self.render(
+            {"instance": instance, "actions": selectors.instance_actions(self.actor, instance)[:20]},
+            template=template,
+        )
+
+
+ACTIONS = {
+    "start": (services.start_instance, {}),
+    "stop": (services.stop_instance, {}),
+    "force-stop": (services.stop_instance, {"force": True}),
+    "reboot": (services.reboot_instance, {}),
+    "hard-reboot": (services.reboot_instance, {"hard": True}),
+    "delete": (services.delete_instance, {}),
+}
+
+
+class InstanceActionView(ConsoleView):
+    def post(self, request, public_id, action):
+        instance = selectors.get_instance(self.actor, public_id)
+        if action not in ACTIONS:
+            return redirect("instance-detail", public_id=public_id)
+        service, options = ACTIONS[action]
+        self.call(None, service, instance=instance, success=f"{action.replace('-', ' ').capitalize()} requested.",
+                  **options)
+        return redirect("instance-list" if action == "delete" else "instance-detail", **(
+            {} if action == "delete" else {"public_id": public_id}))

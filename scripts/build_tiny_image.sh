@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Build the tiny seed guest image (direct kernel boot, no disk) into
+# $PORTAL_LIBVIRT_DIR/images/tiny/:
+#   vmlinuz            Debian's kernel (the package linux-image-amd64 depends on)
+#   initramfs.cpio.gz  busybox-static: /init prints "BOOT-OK kernel=<uname -r> hostname=..." on
+#                      the serial console (ttyS0), then busybox init runs a root shell on tty1
+#                      (the VGA console, seen over VNC) and on ttyS0
+#   manifest.json      file names, sizes, sha256, kernel version, recommended cmdline
+# Kernel cmdline options the guest honours: hostname=NAME, tiny_ip=ADDR/PREFIX [tiny_gw=ADDR]
+# (configures eth0, an e1000 NIC). The ACPI power button (`virsh shutdown`) powers it off.
+#
+#   scripts/build_tiny_image.sh [--force] [--check] [--check-libvirt]
+#     --force          rebuild even if the image is newer than this script
+#     --check          boot it in plain QEMU (TCG) and wait for BOOT-OK on the serial console
+#     --check-libvirt  boot it as a libvirt <domain type='qemu'> (starts libvirtd if needed),
+#                      wait for BOOT-OK in the serial log, then destroy and undefine it
+#
+# Idempotent: does nothing (quietly) when the manifest exists and is newer than this script.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$PORTAL_ROOT"
+install_cleanup_traps
+umask 022
+
+SELF="$PORTAL_ROOT/scripts/build_tiny_image.sh"
+TINY_CMDLINE="console=tty0 console=ttyS0 loglevel=3 panic=-1"
+BOOT_TIMEOUT="${PORTAL_TINY_BOOT_TIMEOUT:-120}"
+
+force=0 check_qemu=0 check_libvirt=0
+for arg in "$@"; do
+    case "$arg" in
+        --force) force=1 ;;
+        --check) check_qemu=1 ;;
+        --check-libvirt) check_libvirt=1 ;;
+        -h | --help) sed -n '2,/^set -e/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $arg (see --help)" ;;
+    esac
+done
+
+ensure_libvirt_dir
+OUT="$PORTAL_LIBVIRT_DIR/images/tiny"
+MANIFEST="$OUT/manifest.json"
+
+now() { date +%s.%N; }
+elapsed() { python3 -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.2f}")' "$1" "$(now)"; }
+
+# scratch NAME: SCRATCH= a new dir under PORTAL_LIBVIRT_DIR (QEMU must be able to write the
+# check's serial log there), removed on exit. Not in $(...): on_exit must run in this shell.
+SCRATCH=""
+scratch() {
+    SCRATCH="$(mktemp -d "$PORTAL_LIBVIRT_DIR/.tiny-$1.XXXXXX")"
+    chmod 0755 "$SCRATCH"
+    on_exit "rm -rf '$SCRATCH'"
+}
+
+up_to_date() {
+    [[ -s "$OUT/vmlinuz" && -s "$OUT/initramfs.cpio.gz" && -s "$MANIFEST" && "$MANIFEST" -nt "$SELF" ]]
+}
+
+# --------------------------------------------------------------------------------------------
+# Kernel: the concrete linux-image-<version>-amd64 package behind linux-image-amd64
+# --------------------------------------------------------------------------------------------
+kernel_package() {
+    apt-cache show --no-all-versions linux-image-amd64 2>/dev/null \
+        | sed -n 's/^Depends:.*\(linux-image-[0-9][^ ,]*-amd64\).*/\1/p' | head -n 1
+}
+
+# fetch_kernel DIR: extract boot/vmlinuz-* and the few modules the guest loads into DIR/x;
+# DIR/kernel-package says "PACKAGE VERSION".
+fetch_kernel() {
+    local dir="$1" pkg deb debs
+    pkg="$(kernel_package)"
+    if [[ -z "$pkg" && "${PORTAL_APT_UPDATED:-}" != 1 ]]; then
+        _as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null >/dev/null 2>&1 \
+            && export PORTAL_APT_UPDATED=1
+        pkg="$(kernel_package)"
+    fi
+    [[ -n "$pkg" ]] || { log "apt knows no linux-image-amd64 (apt-get update?)"; return 1; }
+    # As root apt warns that its sandbox user can't write here: harmless, so the output goes to a log.
+    (cd "$dir" && apt-get download -q "$pkg" >apt-download.log 2>&1) \
+        || { cat "$dir/apt-download.log" >&2; log "apt-get download $pkg failed"; return 1; }
+    debs=("$dir/$pkg"_*.deb)
+    deb="${debs[0]}"
+    mkdir -p "$dir/x"
+    # Only what is needed (the full package unpacks to ~400 MB of modules).
+    dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/x" --wildcards \
+        './boot/vmlinuz-*' \
+        './lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko*' \
+        './lib/modules/*/kernel/drivers/acpi/button.ko*' \
+        './lib/modules/*/kernel/drivers/input/evdev.ko*'
+    printf '%s %s\n' "$pkg" "$(dpkg-deb -f "$deb" Version)" >"$dir/kernel-package"
+    rm -f "$deb"
+}
+
+# --------------------------------------------------------------------------------------------
+# initramfs
+# --------------------------------------------------------------------------------------------
+write_init() {
+    cat >"$1/init" <<'EOF'
+#!/bin/sh
+# PID 1 of the tiny guest: mount, say BOOT-OK on the serial console, hand over to busybox init.
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp /run
+mount -t devpts devpts /dev/pts
+exec </dev/console >/dev/console 2>&1
+
+name=tiny addr='' gw=''
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+        hostname=?*) name="${word#hostname=}" ;;
+        tiny_ip=?*) addr="${word#tiny_ip=}" ;;
+        tiny_gw=?*) gw="${word#tiny_gw=}" ;;
+    esac
+done
+hostname "$name"
+
+# Modules (no dependencies): NIC, ACPI power button (+ evdev, which acpid reads).
+for m in e1000 evdev button; do [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null; done
+ip link set lo up
+net=''
+if [ -n "$addr" ] && [ -e /sys/class/net/eth0 ]; then
+    ip link set eth0 up && ip addr add "$addr" dev eth0 && net=" eth0=$addr mac=$(cat /sys/class/net/eth0/address)"
+    [ -n "$gw" ] && ip route add default via "$gw"
+fi
+acpid -c /etc/acpi 2>/dev/null
+
+# Shells: busybox init (/etc/inittab) gives each console a controlling tty and respawns it.
+: >/etc/inittab
+if [ "$(cat /sys/class/tty/ttyS0/type 2>/dev/null || echo 0)" != 0 ]; then
+    echo 'ttyS0::respawn:-/bin/sh' >>/etc/inittab
+fi
+echo 'tty1::respawn:-/bin/sh' >>/etc/inittab
+echo '::ctrlaltdel:/sbin/reboot' >>/etc/inittab
+
+banner="BOOT-OK kernel=$(uname -r) hostname=$name uptime=$(cut -d' ' -f1 /proc/uptime)$net"
+echo "$banner" >/dev/ttyS0 2>/dev/null
+printf '\n%s\n(busybox initramfs of the cloud portal; poweroff to stop)\n' "$banner" >/dev/tty1 2>/dev/null
+exec /sbin/init
+EOF
+    chmod 0755 "$1/init"
+}
+
+# build_initramfs ROOT KMODDIR OUTFILE
+build_initramfs() {
+    local root="$1" kmod="$2" outfile="$3" busybox=/bin/busybox applet m
+    if [[ ! -x "$busybox" ]] || ldd "$busybox" >/dev/null 2>&1; then
+        log "$busybox is missing or not a static binary (apt: busybox-static)"
+        return 1
+    fi
+    mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,etc/acpi/PWRF,lib/modules,root,tmp,run,var/log}
+    ln -s /run "$root/var/run"
+    cp "$busybox" "$root/bin/busybox"
+    while IFS= read -r applet; do
+        [[ -n "$applet" && ! -e "$root/$applet" ]] && ln -s /bin/busybox "$root/$applet"
+    done < <("$busybox" --list-full)
+    for m in e1000 evdev button; do
+        m="$(find "$kmod" -name "$m.ko*" | head -n 1)"
+        [[ -n "$m" ]] || continue
+        case "$m" in
+            *.ko) cp "$m" "$root/lib/modules/" ;;
+            *.ko.xz) xz -dc "$m" >"$root/lib/modules/$(basename "$m" .xz)" ;;
+        esac
+    done
+    write_init "$root"
+    printf 'export PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport PS1='"'"'\\h:\\w\\$ '"'"'\n' >"$root/etc/profile"
+    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+    printf 'root:x:0:\n' >"$root/etc/group"
+    # busybox acpid runs /etc/acpi/PWRF/00000080 on the power button (virsh shutdown)
+    printf '#!/bin/sh\nexec poweroff\n' >"$root/etc/acpi/PWRF/00000080"
+    chmod 0755 "$root/etc/acpi/PWRF/00000080"
+    # Same inputs, same bytes: fixed mtimes, sorted names, owner root, no gzip timestamp.
+    find "$root" -exec touch -h -d @0 {} +
+    (cd "$root" && find . -mindepth 1 -print0 | LC_ALL=C sort -z \
+        | cpio --null -o -H newc -R 0:0 --reproducible --quiet | gzip -9 -n) >"$outfile"
+}
+
+write_manifest() {
+    python3 - "$OUT" "$1" "$TINY_CMDLINE" "$2" <<'EOF'
+import hashlib, json, os, sys, time
+
+out, kernel_version, cmdline, kernel_package = sys.argv[1:5]
+kernel_package, _, kernel_package_version = kernel_package.partition(" ")
+
+def describe(name):
+    path = os.path.join(out, name)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"name": name, "size": os.path.getsize(path), "sha256": h.hexdigest()}
+
+manifest = {
+    "name": "tiny",
+    "description": "Debian kernel + busybox initramfs, direct kernel boot, no disk",
+    "arch": "x86_64",
+    "machine": "pc",
+    "domain_type": "qemu",
+    "kernel_version": kernel_version,
+    "kernel_package": kernel_package,
+    "kernel_package_version": kernel_package_version,
+    "kernel": describe("vmlinuz"),
+    "initrd": describe("initramfs.cpio.gz"),
+    "cmdline": cmdline,
+    "cmdline_options": {
+        "hostname": "guest host name (default tiny)",
+        "tiny_ip": "ADDR/PREFIX for eth0 (NIC model e1000)",
+        "tiny_gw": "default gateway",
+    },
+    "boot_marker": "BOOT-OK",
+    "memory_mib": 128,
+    "nic_model": "e1000",
+    "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+}
+tmp = os.path.join(out, ".manifest.json.tmp")
+with open(tmp, "w") as f:
+    json.dump(manifest, f, indent=2)
+    f.write("\n")
+os.replace(tmp, os.path.join(out, "manifest.json"))
+EOF
+}
+
+build() {
+    local t0 work kver kpkg vmlinuz found
+    t0="$(now)"
+    ensure_apt busybox-static cpio
+    scratch build
+    work="$SCRATCH"
+    log "building the tiny guest image into $OUT"
+    fetch_kernel "$work"
+    found=("$work"/x/boot/vmlinuz-*)
+    vmlinuz="${found[0]}"
+    [[ -f "$vmlinuz" ]] || die "no boot/vmlinuz-* in the kernel package"
+    kver="${vmlinuz##*/vmlinuz-}"
+    kpkg="$(cat "$work/kernel-package")"
+    build_initramfs "$work/root" "$work/x/lib/modules" "$work/initramfs.cpio.gz"
+    mkdir -p "$OUT"
+    rm -f "$MANIFEST"   # incomplete until the new one is written
+    install -m 0644 "$vmlinuz" "$OUT/vmlinuz"
+    install -m 0644 "$work/initramfs.cpio.gz" "$OUT/initramfs.cpio.gz"
+    write_manifest "$kver" "$kpkg"
+    log "tiny image: kernel $kver, vmlinuz $(stat -c %s "$OUT/vmlinuz") B," \
+        "initramfs $(stat -c %s "$OUT/initramfs.cpio.gz") B, built in $(elapsed "$t0") s"
+}
+
+# --------------------------------------------------------------------------------------------
+# Boot checks
+# --------------------------------------------------------------------------------------------
+# wait_boot_ok FILE PID: until FILE has a BOOT-OK line (print it) or PID exits / time runs out.
+wait_boot_ok() {
+    local file="$1" pid="$2" i
+    for ((i = 0; i < BOOT_TIMEOUT * 10; i++)); do
+        if grep -a -m 1 -o 'BOOT-OK[^[:cntrl:]]*' "$file" 2>/dev/null; then return 0; fi
+        [[ -z "$pid" ]] || kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+
+check_qemu() {
+    local work t0 pid line
+    ensure_apt qemu-system-x86
+    scratch qemu
+    work="$SCRATCH"
+    t0="$(now)"
+    timeout "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -m 128 -nographic -no-reboot \
+        -kernel "$OUT/vmlinuz" -initrd "$OUT/initramfs.cpio.gz" \
+        -append "console=ttyS0 loglevel=3 panic=-1 hostname=tiny-check" \
+        </dev/null >"$work/serial.log" 2>&1 &
+    pid=$!
+    on_exit "_kill_pid $pid timeout"
+    if line="$(wait_boot_ok "$work/serial.log" "$pid")"; then
+        log "qemu (TCG): $line ($(elapsed "$t0") s after start)"
+        _kill_pid "$pid" timeout
+        return 0
+    fi
+    _kill_pid "$pid" timeout
+    tail -n 20 "$work/serial.log" >&2
+    log "qemu (TCG): no BOOT-OK within ${BOOT_TIMEOUT}s"
+    return 1
+}
+
+check_libvirt() {
+    local work name virsh t0 line vnc qemu_log rc=0
+    libvirt_start
+    scratch libvirt
+    work="$SCRATCH"
+    name="tiny-check-$$"
+    virsh=(virsh -q -c "$PORTAL_LIBVIRT_SYSTEM_URI")
+    cat >"$work/domain.xml" <<EOF
+<domain type='qemu'>
+  <name>$name</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$OUT/vmlinuz</kernel>
+    <initrd>$OUT/initramfs.cpio.gz</initrd>
+    <cmdline>$TINY_CMDLINE hostname=$name</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <serial type='file'>
+      <source path='$work/serial.log'/>
+      <target port='0'/>
+    </serial>
+    <graphics type='vnc' port='-1' autoport='yes' listen='127.0.0.1'/>
+    <video><model type='vga'/></video>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+    # libvirt also keeps a per-domain QEMU log: remove it with the domain.
+    qemu_log="/var/log/libvirt/qemu/$name.log"
+    on_exit "${virsh[*]} destroy $name; ${virsh[*]} undefine $name; rm -f $qemu_log"
+    t0="$(now)"
+    if ! "${virsh[@]}" define "$work/domain.xml" >/dev/null || ! "${virsh[@]}" start "$name" >/dev/null; then
+        log "libvirt: could not define/start the check domain $name"
+        rc=1
+    elif line="$(wait_boot_ok "$work/serial.log" "")"; then
+        vnc="$("${virsh[@]}" vncdisplay "$name" 2>/dev/null || true)"
+        log "libvirt <domain type='qemu'>: $line (define -> BOOT-OK $(elapsed "$t0") s, VNC ${vnc:-?})"
+    else
+        tail -n 20 "$work/serial.log" >&2 2>/dev/null
+        log "libvirt: no BOOT-OK within ${BOOT_TIMEOUT}s in the serial log"
+        rc=1
+    fi
+    if ((rc)); then tail -n 5 "$qemu_log" >&2 2>/dev/null || true; fi
+    "${virsh[@]}" destroy "$name" >/dev/null 2>&1 || true
+    "${virsh[@]}" undefine "$name" >/dev/null 2>&1 || true
+    rm -f "$qemu_log"
+    return "$rc"
+}
+
+if ((force)) || ! up_to_date; then build; fi
+if ((check_qemu)); then check_qemu; fi
+if ((check_libvirt)); then check_libvirt; fi

@@ -1,0 +1,55 @@
+"""The contract every ComputeDriver keeps. Run against the fake (tests/unit) and against real
+libvirt with QEMU (tests/integration), so the fake cannot drift from the real thing."""
+
+import pytest
+
+from apps.compute.drivers.base import RUNNING, SHUTOFF, ComputeDriver, DomainSpec, NotFound
+
+
+def spec(name: str, **overrides) -> DomainSpec:
+    values = {"name": name, "vcpus": 1, "memory_mb": 128, "virt_type": "qemu",
+              "labels": (("tenant", "tn-contract"), ("instance", name))}
+    values.update(overrides)
+    return DomainSpec(**values)
+
+
+def check_host_capacity(driver: ComputeDriver) -> None:
+    capacity = driver.host_capacity()
+    assert capacity.vcpus >= 1 and capacity.memory_mb >= 256
+    assert capacity.arch in ("x86_64", "aarch64")
+    assert capacity.numa_nodes >= 1
+
+
+def check_ensure_domain_is_idempotent(driver: ComputeDriver, name: str) -> None:
+    first = driver.ensure_domain(spec(name))
+    again = driver.ensure_domain(spec(name, vcpus=2))  # an existing domain is kept as it is
+    assert (first.state, again.state) == (RUNNING, RUNNING)
+    assert (again.name, again.vcpus, again.memory_mb) == (name, 1, 128)
+    assert again.vnc_port and again.vnc_port >= 5900
+    assert ("tenant", "tn-contract") in again.labels
+    assert name in [d.name for d in driver.list_domains()]
+
+
+def check_power_cycle(driver: ComputeDriver, name: str) -> None:
+    driver.ensure_domain(spec(name))
+    stopped = driver.stop_domain(name, force=True)
+    assert (stopped.state, stopped.vnc_port) == (SHUTOFF, None)
+    assert driver.stop_domain(name, force=True).state == SHUTOFF  # stopping a stopped domain is fine
+    assert driver.start_domain(name).state == RUNNING
+    assert driver.start_domain(name).state == RUNNING
+    assert driver.reboot_domain(name, hard=True).state == RUNNING
+
+
+def check_delete(driver: ComputeDriver, name: str) -> None:
+    driver.ensure_domain(spec(name))
+    driver.delete_domain(name)
+    with pytest.raises(NotFound):
+        driver.domain_info(name)
+    driver.delete_domain(name)  # missing_ok by default
+    with pytest.raises(NotFound):
+        driver.delete_domain(name, missing_ok=False)
+    with pytest.raises(NotFound):
+        driver.start_domain(name)
+
+
+CHECKS = [check_ensure_domain_is_idempotent, check_power_cycle, check_delete]

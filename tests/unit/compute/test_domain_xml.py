@@ -1,0 +1,64 @@
+import xml.etree.ElementTree as ET
+
+from apps.compute.drivers import domain_xml
+from apps.compute.drivers.base import DiskSpec, DomainSpec, KernelBoot
+
+
+def test_kernel_boot_domain_xml():
+    spec = DomainSpec(
+        name="i-abc", vcpus=2, memory_mb=256, virt_type="qemu",
+        kernel=KernelBoot("/img/vmlinuz", "/img/initrd.gz", "console=ttyS0"),
+        serial_log="/logs/i-abc.log", vnc_listen="10.0.0.5", labels=(("tenant", "tn-1"),),
+    )
+    root = ET.fromstring(domain_xml.build(spec))
+    assert root.get("type") == "qemu" and root.findtext("name") == "i-abc"
+    assert (root.findtext("memory"), root.find("memory").get("unit"), root.findtext("vcpu")) == ("256", "MiB", "2")
+    assert root.findtext("os/kernel") == "/img/vmlinuz" and root.findtext("os/cmdline") == "console=ttyS0"
+    assert root.find("os/boot") is None
+    assert root.find("cpu") is None  # no host-model CPU under software emulation
+    assert root.find("devices/serial/source").get("path") == "/logs/i-abc.log"
+    graphics = root.find("devices/graphics")
+    assert (graphics.get("type"), graphics.get("listen"), graphics.get("autoport")) == ("vnc", "10.0.0.5", "yes")
+    assert domain_xml.labels(domain_xml.build(spec)) == (("tenant", "tn-1"),)
+
+
+def test_disk_boot_kvm_domain_xml():
+    spec = DomainSpec(name="i-d", vcpus=1, memory_mb=512, virt_type="kvm", disks=(DiskSpec("/pool/i-d.qcow2"),))
+    root = ET.fromstring(domain_xml.build(spec))
+    assert root.find("os/boot").get("dev") == "hd" and root.find("cpu").get("mode") == "host-model"
+    disk = root.find("devices/disk")
+    assert (disk.find("driver").get("type"), disk.find("source").get("file"), disk.find("target").get("dev")) == (
+        "qcow2", "/pool/i-d.qcow2", "vda")
+
+
+def test_vnc_endpoint_of_live_and_stopped_domains():
+    live = "<domain><devices><graphics type='vnc' port='5901' listen='127.0.0.1'/></devices></domain>"
+    off = "<domain><devices><graphics type='vnc' port='-1' listen='127.0.0.1'/></devices></domain>"
+    assert domain_xml.vnc_endpoint(live) == ("127.0.0.1", 5901)
+    assert domain_xml.vnc_endpoint(off) == ("127.0.0.1", None)
+
+
+def test_capabilities_and_pci_parsing():
+    caps = """<capabilities><host><cpu><arch>x86_64</arch><model>EPYC</model><feature name='svm'/></cpu>
+      <topology><cells num='2'/></topology></host></capabilities>"""
+    assert domain_xml.capabilities_summary(caps) == {
+        "arch": "x86_64", "cpu_model": "EPYC", "features": {"svm"}, "numa_nodes": 2}
+    pci = """<device><name>pci_0000_65_00_0</name><capability type='pci'><class>0x030000</class><domain>0</domain>
+      <bus>101</bus><slot>0</slot><function>0</function><product id='0x1eb8'>T4</product>
+      <vendor id='0x10de'>NVIDIA</vendor></capability></device>"""
+    device = domain_xml.pci_device(pci)
+    assert (device.address, device.vendor, device.device_class) == ("0000:65:00.0", "NVIDIA", "0x030000")
+
+
+def test_drivers_import_no_django():
+    """Drivers are plain Python: no Django, no models, no sibling driver imports."""
+    import ast
+    import pathlib
+
+    for path in pathlib.Path("apps").glob("*/drivers/*.py"):
+        tree = ast.parse(path.read_text())
+        imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        bad = [m for m in imported if m.startswith("django") or ".models" in m
+               or (m.startswith(f"apps.{path.parts[1]}.drivers.") and m.split(".")[-1] not in ("base", "domain_xml"))]
+        assert bad == [], f"{path}: {bad}"

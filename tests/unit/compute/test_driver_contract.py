@@ -1,0 +1,22 @@
+import pytest
+
+from apps.compute.drivers.base import Transient
+from apps.compute.drivers.fake import FakeDriver
+from tests.contracts import compute_driver as contract
+
+
+def test_fake_host_capacity():
+    contract.check_host_capacity(FakeDriver("fake:///a"))
+
+
+@pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__)
+def test_fake_keeps_the_contract(check):
+    check(FakeDriver("fake:///a"), "i-contract1")
+
+
+def test_fake_injects_failures_once():
+    driver = FakeDriver("fake:///a")
+    driver.fail_next("ensure_domain", Transient("host busy"))
+    with pytest.raises(Transient):
+        driver.ensure_domain(contract.spec("i-x"))
+    assert driver.ensure_domain(contract.spec("i-x")).state == "running"

@@ -1,0 +1,192 @@
+"""Instance lifecycle through services and the API with the fake hypervisor (tasks run inline)."""
+
+import pytest
+
+from apps.compute import services
+from apps.compute.drivers.base import DriverError
+from apps.compute.drivers.base import NotFound as DomainNotFound
+from apps.compute.drivers.fake import FakeDriver
+from apps.compute.models import Host, Instance
+from apps.core.exceptions import Conflict, NotFound, PermissionDenied, QuotaExceeded, ValidationFailed
+from apps.core.models import Operation
+from apps.tenants.models import Quota
+from tests.factories.compute import make_inventory
+
+
+@pytest.fixture
+def inventory(db):
+    return make_inventory()
+
+
+@pytest.fixture
+def run_tasks(django_capture_on_commit_callbacks):
+    """Run what services enqueue on commit (django-q2 is synchronous in unit tests)."""
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def create(run_tasks, actor, inventory, **overrides):
+    values = {"name": "web", "flavor": "t1.nano", "image": inventory["image"].public_id}
+    values.update(overrides)
+    return run_tasks(services.create_instances, actor, **values)
+
+
+def test_create_runs_the_instance_and_claims_the_host(a_owner, actor, inventory, run_tasks):
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    instance.refresh_from_db()
+    assert (instance.status, instance.host.name, instance.launched_at is not None) == ("running", "hv1", True)
+    host = Host.objects.get()
+    assert (host.vcpus_used, host.memory_mb_used, host.instances_count) == (1, 128, 1)
+    assert FakeDriver("fake:///hv1").domain_info(instance.public_id).state == "running"
+    operation = Operation.objects.get(resource_id=instance.public_id)
+    assert (operation.status, operation.progress) == ("succeeded", 100)
+    quota = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (quota["instances"], quota["vcpus"], quota["ram_mb"]) == (1, 1, 128)
+
+
+def test_power_actions_follow_the_state_machine(a_owner, actor, inventory, run_tasks):
+    owner = actor(a_owner)
+    [instance] = create(run_tasks, owner, inventory)
+    with pytest.raises(Conflict, match="while it is running"):
+        services.start_instance(owner, instance=instance)
+    run_tasks(services.stop_instance, owner, instance=instance)
+    assert Instance.objects.get(pk=instance.pk).status == "stopped"
+    with pytest.raises(Conflict):
+        services.reboot_instance(owner, instance=instance)
+    run_tasks(services.start_instance, owner, instance=instance)
+    run_tasks(services.reboot_instance, owner, instance=instance, hard=True)
+    assert Instance.objects.get(pk=instance.pk).status == "running"
+
+
+def test_delete_gives_back_host_claim_and_quota(a_owner, actor, inventory, run_tasks):
+    owner = actor(a_owner)
+    [instance] = create(run_tasks, owner, inventory)
+    run_tasks(services.delete_instance, owner, instance=instance)
+    instance.refresh_from_db()
+    assert (instance.status, instance.deleted_at is not None, instance.host) == ("deleted", True, None)
+    assert (Host.objects.get().vcpus_used, Host.objects.get().instances_count) == (0, 0)
+    assert Quota.objects.get(tenant=a_owner.tenant, resource="instances").in_use == 0
+    with pytest.raises(DomainNotFound):
+        FakeDriver("fake:///hv1").domain_info(instance.public_id)
+    with pytest.raises(Conflict):
+        services.delete_instance(owner, instance=instance)
+
+
+def test_failed_build_releases_the_claim_and_says_why(a_owner, actor, inventory, run_tasks):
+    FakeDriver("fake:///hv1").fail_next("ensure_domain", DriverError("qemu: could not open kernel"))
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    instance.refresh_from_db()
+    assert (instance.status, instance.status_reason) == ("error", "Build failed: qemu: could not open kernel")
+    assert Host.objects.get().vcpus_used == 0
+    assert Operation.objects.get(resource_id=instance.public_id).status == "failed"
+
+
+def test_batch_create_and_quota_message(a_owner, operator, actor, inventory, run_tasks):
+    from apps.tenants.services import set_quota
+
+    set_quota(operator, tenant=a_owner.tenant, resource="instances", limit=3)
+    created = create(run_tasks, actor(a_owner), inventory, count=3)
+    assert [i.name for i in created] == ["web-1", "web-2", "web-3"]
+    with pytest.raises(QuotaExceeded, match="Quota exceeded for Instances: 3 of 3 used, 1 more requested"):
+        create(run_tasks, actor(a_owner), inventory)
+    assert Instance.objects.count() == 3
+
+
+def test_no_host_can_take_it(a_owner, actor, inventory, run_tasks, operator):
+    big = services.create_flavor(operator, name="huge", vcpus=64, ram_mb=262144)
+    from apps.tenants.services import set_quota
+
+    for resource in ("vcpus", "ram_mb"):
+        set_quota(operator, tenant=a_owner.tenant, resource=resource, limit=10**6)
+    with pytest.raises(Conflict, match="No host in region default can take 64 vCPU") as exc:
+        create(run_tasks, actor(a_owner), inventory, flavor=big.name)
+    assert exc.value.code == "no_valid_host"
+    assert not Instance.objects.exists()
+    counted = Quota.objects.filter(tenant=a_owner.tenant, resource="instances").first()
+    assert counted is None or counted.in_use == 0  # rolled back with the refused request
+    assert Host.objects.get().vcpus_used == 0
+
+
+def test_hosts_in_maintenance_or_down_take_nothing(a_owner, actor, inventory, run_tasks, operator):
+    services.set_host_state(operator, host=Host.objects.get(), state="maintenance")
+    with pytest.raises(Conflict, match="No host"):
+        create(run_tasks, actor(a_owner), inventory)
+
+
+def test_bad_requests(a_owner, b_owner, actor, inventory, run_tasks):
+    from apps.tenants.services import generate_key_pair
+
+    theirs, _ = generate_key_pair(actor(b_owner), name="b-key")
+    with pytest.raises(NotFound):
+        create(run_tasks, actor(a_owner), inventory, key_pair=theirs.public_id)
+    with pytest.raises(NotFound):
+        create(run_tasks, actor(a_owner), inventory, flavor="nope")
+    with pytest.raises(ValidationFailed) as exc:
+        create(run_tasks, actor(a_owner), inventory, count=0, user_data="x" * 20000)
+    assert set(exc.value.fields) == {"count", "user_data"}
+    with pytest.raises(ValidationFailed):
+        create(run_tasks, actor(a_owner), inventory, name="tab\there")
+    assert not Instance.objects.exists()
+
+
+def test_image_needing_more_ram_than_the_flavor(a_owner, actor, inventory, run_tasks):
+    inventory["image"].min_ram_mb = 512
+    inventory["image"].save()
+    with pytest.raises(ValidationFailed, match="needs at least 512 MiB"):
+        create(run_tasks, actor(a_owner), inventory)
+
+
+def test_readonly_cannot_act_on_instances(a_owner, a_readonly, actor, inventory, run_tasks):
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    with pytest.raises(PermissionDenied):
+        services.stop_instance(actor(a_readonly), instance=instance)
+    with pytest.raises(PermissionDenied):
+        create(run_tasks, actor(a_readonly), inventory)
+
+
+def test_instance_api(api, a_owner, inventory, django_capture_on_commit_callbacks):
+    client = api(a_owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/api/v1/instances", {"name": "api-vm", "flavor": "t1.nano",
+                                                     "image": inventory["image"].public_id})
+    assert response.status_code == 202
+    instance_id = response.json()[0]["id"]
+    body = client.get(f"/api/v1/instances/{instance_id}").json()
+    assert body["status"] == "running" and "host" not in body
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"/api/v1/instances/{instance_id}/stop", {"force": True}).status_code == 202
+    assert client.get(f"/api/v1/instances/{instance_id}").json()["status"] == "stopped"
+    conflict = client.post(f"/api/v1/instances/{instance_id}/stop")
+    assert conflict.status_code == 409 and conflict.json()["code"] == "invalid_state"
+    assert client.patch(f"/api/v1/instances/{instance_id}", {"tags": ["web", "prod"]}).json()["tags"] == ["prod", "web"]
+    assert client.get("/api/v1/flavors").json()["results"][0]["name"] == "t1.nano"
+    assert client.get("/api/v1/images").json()["count"] == 1
+    bad = client.post("/api/v1/instances", {"name": "x", "flavor": "t1.nano", "image": "img-nothere1"})
+    assert bad.status_code == 404 and bad.json()["fields"] == {"image": ["Unknown image."]}
+
+
+def test_instance_list_query_count_is_constant(api, a_owner, inventory, run_tasks, actor,
+                                               django_assert_max_num_queries):
+    create(run_tasks, actor(a_owner), inventory, count=5)
+    client = api(a_owner)
+    with django_assert_max_num_queries(8):
+        assert client.get("/api/v1/instances").json()["count"] == 5
+
+
+def test_instance_pages(a_owner, inventory, client, django_capture_on_commit_callbacks):
+    client.force_login(a_owner.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/instances/", {"name": "page-vm", "flavor": "t1.nano", "count": 1,
+                                               "image": inventory["image"].public_id})
+    assert response.status_code == 302
+    assert 'data-status="running"' in client.get("/instances/").content.decode()
+    instance = Instance.objects.get()
+    detail = client.get(f"/instances/{instance.public_id}/").content.decode()
+    assert "instance.create" in detail and "page-vm" in detail
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"/instances/{instance.public_id}/force-stop")
+    assert Instance.objects.get().status == "stopped"

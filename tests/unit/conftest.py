@@ -1,0 +1,17 @@
+"""Unit tests talk to infrastructure only through the in-process fake drivers."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def fake_compute(settings):
+    from apps.compute import hypervisors
+    from apps.compute.drivers import fake
+
+    settings.PORTAL_COMPUTE_DRIVER = "apps.compute.drivers.fake.FakeDriver"
+    settings.PORTAL_ALLOW_FAKE_DRIVERS = True
+    hypervisors._drivers.clear()
+    fake.reset()
+    yield fake
+    fake.reset()
+    hypervisors._drivers.clear()
