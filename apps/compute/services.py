@@ -136,7 +136,8 @@ def refresh_host(host_id: int, *, down_after_seconds: int) -> Host:
     return host
 
 
-UNAUDITED = ("refresh_host",)  # a periodic heartbeat, not an action
+# Periodic or hypervisor-driven, not user actions (what they change is recorded as "system").
+UNAUDITED = ("refresh_host",)
 
 
 # --- flavors ------------------------------------------------------------------------------
@@ -393,3 +394,83 @@ def update_instance(actor: Actor, *, instance: Instance, name: str | None = None
         instance.metadata = {str(k): str(v) for k, v in metadata.items()}
     instance.save()
     return instance
+
+
+# --- hypervisor state (events and reconcile; system actions) ------------------------------
+
+def _observed(instance: Instance, status: str, reason: str, action: str = "instance.observed") -> None:
+    """Record a status change the hypervisor caused (not a user): row, audit, live event."""
+    from apps.core.audit import record
+
+    instance.status, instance.status_reason = status, reason[:512]
+    instance.save(update_fields=["status", "status_reason", "updated_at"])
+    record(Actor.system(tenant=instance.tenant), action=action, area="compute", resource=instance,
+           details={"status": status, "reason": reason})
+    _publish(instance)
+
+
+@transaction.atomic
+def apply_domain_event(event) -> Instance | None:
+    """A libvirt lifecycle event: follow changes made outside the portal (the guest powered
+    itself off, crashed, or was started by an operator). Transitional states belong to the
+    task that is driving them, so events never race a task."""
+    from apps.compute.drivers.base import CRASHED, RUNNING, SHUTOFF
+
+    instance = Instance.objects.select_for_update().select_related("tenant").filter(
+        public_id=event.name, deleted_at__isnull=True).first()
+    if instance is None or instance.is_transitional:
+        return instance
+    if instance.status == Instance.RUNNING and event.state == SHUTOFF:
+        _observed(instance, Instance.STOPPED, f"Powered off outside the portal ({event.detail}).")
+    elif instance.status == Instance.RUNNING and event.state == CRASHED:
+        _observed(instance, Instance.ERROR, "The guest crashed.")
+    elif instance.status in (Instance.STOPPED, Instance.ERROR) and event.state == RUNNING:
+        _observed(instance, Instance.RUNNING, f"Started outside the portal ({event.detail}).")
+    return instance
+
+
+UNAUDITED = UNAUDITED + ("apply_domain_event", "reconcile_host")
+
+
+def reconcile_host(host_id: int) -> dict[str, list[str]]:
+    """Compare one host's domains with the database and repair the drift:
+    - a running instance whose domain vanished is defined and started again;
+    - a stable instance whose domain is in another power state follows the domain;
+    - a domain labelled as ours with no live instance (an orphan) is removed.
+    Foreign domains (no portal label) are never touched. Returns what was done."""
+    from apps.compute.drivers.base import RUNNING, SHUTOFF
+    from apps.compute.tasks import domain_spec
+
+    host = Host.objects.get(pk=host_id)
+    driver = get_compute_driver(host.uri)
+    domains = {d.name: d for d in driver.list_domains()}
+    report: dict[str, list[str]] = {"recreated": [], "status_fixed": [], "orphans_removed": []}
+    instances = Instance.objects.filter(host=host, deleted_at__isnull=True).select_related(
+        "tenant", "image", "host", "host__cluster")
+    for instance in instances:
+        if instance.is_transitional:
+            continue
+        domain = domains.get(instance.public_id)
+        if domain is None and instance.status == Instance.RUNNING:
+            driver.ensure_domain(domain_spec(instance))
+            with transaction.atomic():
+                locked = Instance.objects.select_for_update().get(pk=instance.pk)
+                if locked.status == Instance.RUNNING:
+                    _observed(locked, Instance.RUNNING, "Domain was missing on the host; recreated.",
+                              action="instance.reconcile")
+            report["recreated"].append(instance.public_id)
+        elif domain is not None:
+            wanted = {RUNNING: Instance.RUNNING, SHUTOFF: Instance.STOPPED}.get(domain.state)
+            if wanted and wanted != instance.status and instance.status in (Instance.RUNNING, Instance.STOPPED):
+                with transaction.atomic():
+                    locked = Instance.objects.select_for_update().get(pk=instance.pk)
+                    if locked.status == instance.status:
+                        _observed(locked, wanted, f"Host reports the domain {domain.state}.",
+                                  action="instance.reconcile")
+                report["status_fixed"].append(instance.public_id)
+    live = set(Instance.objects.filter(deleted_at__isnull=True).values_list("public_id", flat=True))
+    for name, domain in domains.items():
+        if ("instance", name) in domain.labels and name not in live:
+            driver.delete_domain(name)
+            report["orphans_removed"].append(name)
+    return report

@@ -166,3 +166,14 @@ def destroy_instance(instance_id: int) -> None:
         locked.save(update_fields=["status", "host", "deleted_at", "updated_at"])
         services._publish(locked)
     serial_log_path(instance).unlink(missing_ok=True)
+
+
+def reconcile_instances() -> dict[str, dict]:
+    """Safety net behind the event listener (scheduled): repair drift on every live host."""
+    reports = {}
+    for host in Host.objects.exclude(state=Host.DOWN):
+        try:
+            reports[host.name] = services.reconcile_host(host.pk)
+        except DriverError as exc:
+            reports[host.name] = {"error": [str(exc)]}
+    return reports

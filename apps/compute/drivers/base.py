@@ -104,6 +104,15 @@ class DomainInfo:
     labels: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class DomainEvent:
+    """A lifecycle change the hypervisor reported for one domain."""
+
+    name: str
+    state: str  # RUNNING, SHUTOFF, PAUSED or CRASHED after the event
+    detail: str = ""  # e.g. "destroyed", "shutdown", "booted"
+
+
 class ComputeDriver(abc.ABC):
     """One hypervisor host, reached by a URI (`qemu:///system`, `qemu+ssh://host/system`...)."""
 
@@ -146,3 +155,8 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
         """Power off and undefine; a missing domain is fine unless `missing_ok` is False."""
+
+    def watch_events(self, on_event, stop) -> None:
+        """Call `on_event(DomainEvent)` for every domain lifecycle change until `stop` (a
+        threading.Event) is set. Blocks; raises Transient when the host connection is lost."""
+        raise Unsupported(f"{type(self).__name__} does not report events")

@@ -17,6 +17,7 @@ from apps.compute.drivers.base import (
     SHUTOFF,
     ComputeDriver,
     DomainInfo,
+    DomainEvent,
     DomainSpec,
     DriverError,
     HostCapacity,
@@ -82,6 +83,34 @@ def _state_name(code: int) -> str:
         libvirt.VIR_DOMAIN_PMSUSPENDED: PAUSED,
         libvirt.VIR_DOMAIN_CRASHED: CRASHED,
     }.get(code, SHUTOFF)
+
+
+_event_loop_started = False
+
+
+def _start_event_loop() -> None:
+    """libvirt delivers events through its default event loop, which must be registered
+    before the connection that listens is opened, and run by one thread per process."""
+    global _event_loop_started
+    libvirt = _libvirt()
+    with _lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+_EVENT_DETAILS = {
+    # virDomainEventType values in words for people.
+    0: "defined", 1: "undefined", 2: "started", 3: "suspended", 4: "resumed", 5: "stopped", 6: "shutdown",
+    7: "pmsuspended", 8: "crashed",
+}
 
 
 class LibvirtDriver(ComputeDriver):
@@ -219,3 +248,30 @@ class LibvirtDriver(ComputeDriver):
             if not missing_ok:
                 raise
 
+    def watch_events(self, on_event, stop: threading.Event) -> None:
+        """Lifecycle events on a read-only connection of its own (events need libvirt's
+        event loop registered before the connection is opened)."""
+        libvirt = _libvirt()
+        _start_event_loop()
+        try:
+            conn = libvirt.openReadOnly(self.uri)
+        except libvirt.libvirtError as exc:
+            raise Transient(f"cannot connect to {self.uri}: {exc.get_error_message()}") from exc
+        lost = threading.Event()
+
+        def lifecycle(_conn, dom, event, detail, _opaque):
+            state, _reason = dom.state()
+            on_event(DomainEvent(name=dom.name(), state=_state_name(state), detail=_EVENT_DETAILS.get(event, str(event))))
+
+        conn.registerCloseCallback(lambda *_: lost.set(), None)
+        callback_id = conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle, None)
+        try:
+            while not stop.wait(0.5):
+                if lost.is_set() or not conn.isAlive():
+                    raise Transient(f"lost the event connection to {self.uri}")
+        finally:
+            try:
+                conn.domainEventDeregisterAny(callback_id)
+                conn.close()
+            except libvirt.libvirtError:
+                pass

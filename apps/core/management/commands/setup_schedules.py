@@ -8,6 +8,7 @@ SCHEDULES = [
     ("sweep expired quota reservations", "apps.tenants.tasks.sweep_quota_reservations", 5),
     ("purge old finished operations", "apps.core.tasks.purge_operations", 60),
     ("host heartbeats", "apps.compute.tasks.refresh_hosts", 1),
+    ("reconcile instances with the hypervisors", "apps.compute.tasks.reconcile_instances", 5),
 ]
 
 
