@@ -227,9 +227,10 @@ class Instance(TenantOwned):
         "pending", "building", "running", "stopping", "stopped", "starting", "rebooting", "error", "deleting",
         "deleted",
     )
-    STATUS_CHOICES = [(s, s) for s in (PENDING, BUILDING, RUNNING, STOPPING, STOPPED, STARTING, REBOOTING, ERROR,
-                                       DELETING, DELETED)]
-    TRANSITIONAL = (PENDING, BUILDING, STOPPING, STARTING, REBOOTING, DELETING)
+    REBUILDING, RESIZING = "rebuilding", "resizing"
+    STATUS_CHOICES = [(s, s) for s in (PENDING, BUILDING, RUNNING, STOPPING, STOPPED, STARTING, REBOOTING,
+                                       REBUILDING, RESIZING, ERROR, DELETING, DELETED)]
+    TRANSITIONAL = (PENDING, BUILDING, STOPPING, STARTING, REBOOTING, REBUILDING, RESIZING, DELETING)
 
     description = models.CharField(max_length=255, blank=True)
     region = models.CharField(max_length=64)

@@ -16,8 +16,8 @@ def list_instances(actor: Actor, *, include_deleted: bool = False) -> QuerySet[I
     )
 
 
-def get_instance(actor: Actor, public_id: str) -> Instance:
-    instance = list_instances(actor).filter(public_id=public_id).first()
+def get_instance(actor: Actor, public_id: str, *, include_deleted: bool = False) -> Instance:
+    instance = list_instances(actor, include_deleted=include_deleted).filter(public_id=public_id).first()
     if instance is None:
         raise NotFound(f"No instance {public_id}.")
     return instance

@@ -376,6 +376,87 @@ def delete_instance(actor: Actor, *, instance: Instance) -> Instance:
     return instance
 
 
+@audited("instance.rebuild", area="compute")
+def rebuild_instance(actor: Actor, *, instance: Instance, image: str | None = None) -> Instance:
+    """Reinstall from the same or another image: the domain is recreated, the id, size and
+    host stay. A stopped instance comes back running, as after a fresh create."""
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    permissions.require(actor, instance, "rebuild")
+    new_image = _lookup(actor, Image.objects, image, "image", "image") if image else instance.image
+    flavor = Flavor.objects.get(pk=instance.flavor_id)
+    _check_fit(flavor, new_image)
+    instance = _transition(actor, instance, "rebuild", (Instance.RUNNING, Instance.STOPPED, Instance.ERROR),
+                           Instance.REBUILDING)
+    if instance.host_id is None:
+        raise Conflict("The instance has no host (its build failed); delete it and create a new one.")
+    instance.image = new_image
+    instance.save(update_fields=["image"])
+    enqueue_on_commit(tasks.rebuild_instance, instance.pk)
+    return instance
+
+
+@audited("instance.resize", area="compute")
+def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instance:
+    """Change the flavor of a stopped instance on its host: quota and host claim follow the
+    difference, checked under their row locks. (Domains are defined without spare vCPU/RAM
+    slots, so a running instance is not resized in place.)"""
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+    from apps.tenants import quotas
+
+    permissions.require(actor, instance, "resize")
+    new = _lookup(actor, Flavor.objects, flavor, "flavor", "flavor")
+    locked = Instance.objects.select_for_update(of=("self",)).select_related("image", "host").get(pk=instance.pk)
+    if locked.status != Instance.STOPPED:
+        raise Conflict(f"Stop instance {locked.public_id} to resize it (it is {locked.status}).", code="invalid_state")
+    if new.pk == locked.flavor_id:
+        raise ValidationFailed("That is the current flavor.", fields={"flavor": ["Choose another flavor."]})
+    _check_fit(new, locked.image)
+    dv, dm = new.vcpus - locked.vcpus, new.ram_mb - locked.ram_mb
+    grow = {k: v for k, v in {"vcpus": dv, "ram_mb": dm}.items() if v > 0}
+    shrink = {k: -v for k, v in {"vcpus": dv, "ram_mb": dm}.items() if v < 0}
+    if grow:
+        quotas.consume(locked.tenant, region=locked.region, amounts=grow)
+    if shrink:
+        quotas.release(locked.tenant, region=locked.region, amounts=shrink)
+    host = Host.objects.select_for_update().get(pk=locked.host_id)
+    if host.vcpus_used + dv > host.vcpus_capacity or host.memory_mb_used + dm > host.memory_mb_capacity:
+        raise Conflict(f"Host {host.name} has no room for {new.name}; no migration is done by a resize.",
+                       code="no_valid_host")
+    host.vcpus_used += dv
+    host.memory_mb_used += dm
+    host.save(update_fields=["vcpus_used", "memory_mb_used"])
+    locked.flavor, locked.vcpus, locked.ram_mb = new, new.vcpus, new.ram_mb
+    locked.status, locked.status_reason = Instance.RESIZING, ""
+    locked.save(update_fields=["flavor", "vcpus", "ram_mb", "status", "status_reason", "updated_at"])
+    _publish(locked)
+    enqueue_on_commit(tasks.resize_instance, locked.pk)
+    return locked
+
+
+@audited("instance.reset_password", area="compute")
+def reset_password(actor: Actor, *, instance: Instance, user: str, password: str) -> Instance:
+    """Set a guest account's password through the QEMU guest agent (running instances of
+    images that run it); other images answer a clear 409."""
+    permissions.require(actor, instance, "reset_password")
+    if not instance.image.guest_agent:
+        raise Conflict(f"Image {instance.image.name} runs no guest agent: resetting the password is unsupported "
+                       "by this image.", code="unsupported")
+    if instance.status != Instance.RUNNING:
+        raise Conflict(f"Instance {instance.public_id} is {instance.status}; the guest must be running.",
+                       code="invalid_state")
+    if not user or len(password) < 8:
+        raise ValidationFailed("A user and a password of at least 8 characters are needed.",
+                               fields={"password": ["At least 8 characters."]})
+    try:
+        get_compute_driver(instance.host.uri).set_user_password(instance.public_id, user, password)
+    except DriverError as exc:
+        raise Conflict(f"The guest agent did not set the password: {exc}", code="guest_agent_error")
+    return instance
+
+
 @audited("instance.update", area="compute")
 def update_instance(actor: Actor, *, instance: Instance, name: str | None = None, description: str | None = None,
                     tags: list[str] | None = None, metadata: dict | None = None) -> Instance:

@@ -141,6 +141,27 @@ def reboot_instance(instance_id: int, hard: int = 0) -> None:
     _power(instance_id, Instance.REBOOTING, run)
 
 
+def rebuild_instance(instance_id: int) -> None:
+    """Recreate the domain from the (new) image; the guest boots fresh."""
+
+    def run(driver, instance):
+        driver.delete_domain(instance.public_id)
+        driver.ensure_domain(domain_spec(instance))
+        _set_status(instance.pk, Instance.RUNNING, launched_at=timezone.now())
+
+    _power(instance_id, Instance.REBUILDING, run)
+
+
+def resize_instance(instance_id: int) -> None:
+    """Redefine the stopped domain with the new size; it stays stopped."""
+
+    def run(driver, instance):
+        driver.redefine_domain(domain_spec(instance))
+        _set_status(instance.pk, Instance.STOPPED)
+
+    _power(instance_id, Instance.RESIZING, run)
+
+
 def destroy_instance(instance_id: int) -> None:
     """Remove the domain, give back the host claim and the quota, mark the row deleted."""
     from apps.tenants import quotas

@@ -41,7 +41,8 @@ class InstanceDetailView(ConsoleView):
     template_name = "compute/instance_detail.html"
 
     def get(self, request, public_id):
-        instance = selectors.get_instance(self.actor, public_id)
+        # A page left open on an instance deleted meanwhile still refreshes its status to "deleted".
+        instance = selectors.get_instance(self.actor, public_id, include_deleted=bool(request.headers.get("HX-Request")))
         template = "compute/_instance_status.html" if request.headers.get("HX-Request") else None
         return self.render(
             {"instance": instance, "actions": selectors.instance_actions(self.actor, instance)[:20]},

@@ -19,7 +19,7 @@
   function describe(event) {
     if (event.type === "operation") return `${event.kind} ${event.id}: ${event.status} ${event.progress}%`;
     if (event.type === "tenant") return `Tenant is now ${event.status}`;
-    if (event.id) return `${event.type.replace("_", " ")} ${event.id} ${event.action || ""}`;
+    if (event.id) return `${event.type.replace("_", " ")} ${event.id} ${event.action || event.status || ""}`;
     return null;
   }
 

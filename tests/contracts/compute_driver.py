@@ -3,7 +3,7 @@ libvirt with QEMU (tests/integration), so the fake cannot drift from the real th
 
 import pytest
 
-from apps.compute.drivers.base import RUNNING, SHUTOFF, ComputeDriver, DomainSpec, NotFound
+from apps.compute.drivers.base import RUNNING, SHUTOFF, ComputeDriver, DomainSpec, DriverError, NotFound
 
 
 def spec(name: str, **overrides) -> DomainSpec:
@@ -52,4 +52,15 @@ def check_delete(driver: ComputeDriver, name: str) -> None:
         driver.start_domain(name)
 
 
-CHECKS = [check_ensure_domain_is_idempotent, check_power_cycle, check_delete]
+def check_redefine(driver: ComputeDriver, name: str) -> None:
+    driver.ensure_domain(spec(name))
+    with pytest.raises(DriverError):
+        driver.redefine_domain(spec(name, vcpus=2, memory_mb=192))  # running: refused
+    driver.stop_domain(name, force=True)
+    resized = driver.redefine_domain(spec(name, vcpus=2, memory_mb=192))
+    assert (resized.state, resized.vcpus, resized.memory_mb) == (SHUTOFF, 2, 192)
+    started = driver.start_domain(name)
+    assert (started.state, started.vcpus, started.memory_mb) == (RUNNING, 2, 192)
+
+
+CHECKS = [check_ensure_domain_is_idempotent, check_power_cycle, check_delete, check_redefine]

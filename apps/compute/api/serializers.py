@@ -68,3 +68,17 @@ class StopSerializer(serializers.Serializer):
 
 class RebootSerializer(serializers.Serializer):
     hard = serializers.BooleanField(default=False)
+
+
+class RebuildSerializer(serializers.Serializer):
+    image = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                  help_text="Another image id; default: the current image.")
+
+
+class ResizeSerializer(serializers.Serializer):
+    flavor = serializers.CharField(max_length=64)
+
+
+class PasswordSerializer(serializers.Serializer):
+    user = serializers.CharField(max_length=32, default="root")
+    password = serializers.CharField(max_length=128, write_only=True)

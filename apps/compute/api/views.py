@@ -22,7 +22,8 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     filterset_fields = ["status", "name"]
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
-        "start": "start", "stop": "stop", "reboot": "reboot",
+        "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
+        "reset_password": "reset_password",
     }
 
     def get_serializer_context(self):
@@ -39,8 +40,9 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(request=s.InstanceUpdateSerializer, responses=s.InstanceSerializer)
     def partial_update(self, request, id=None):
+        instance = self.get_object()
         data = validated(s.InstanceUpdateSerializer, request)
-        return self._out(services.update_instance(self.actor, instance=self.get_object(), **data), status.HTTP_200_OK)
+        return self._out(services.update_instance(self.actor, instance=instance, **data), status.HTTP_200_OK)
 
     @extend_schema(responses={202: s.InstanceSerializer})
     def destroy(self, request, id=None):
@@ -54,14 +56,38 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @extend_schema(request=s.StopSerializer, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, id=None):
+        instance = self.get_object()
         force = validated(s.StopSerializer, request)["force"]
-        return self._out(services.stop_instance(self.actor, instance=self.get_object(), force=force))
+        return self._out(services.stop_instance(self.actor, instance=instance, force=force))
 
     @extend_schema(request=s.RebootSerializer, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def reboot(self, request, id=None):
+        instance = self.get_object()
         hard = validated(s.RebootSerializer, request)["hard"]
-        return self._out(services.reboot_instance(self.actor, instance=self.get_object(), hard=hard))
+        return self._out(services.reboot_instance(self.actor, instance=instance, hard=hard))
+
+
+    @extend_schema(request=s.RebuildSerializer, responses={202: s.InstanceSerializer})
+    @action(detail=True, methods=["post"])
+    def rebuild(self, request, id=None):
+        instance = self.get_object()
+        image = validated(s.RebuildSerializer, request)["image"]
+        return self._out(services.rebuild_instance(self.actor, instance=instance, image=image))
+
+    @extend_schema(request=s.ResizeSerializer, responses={202: s.InstanceSerializer})
+    @action(detail=True, methods=["post"])
+    def resize(self, request, id=None):
+        instance = self.get_object()
+        flavor = validated(s.ResizeSerializer, request)["flavor"]
+        return self._out(services.resize_instance(self.actor, instance=instance, flavor=flavor))
+
+    @extend_schema(request=s.PasswordSerializer, responses=s.InstanceSerializer)
+    @action(detail=True, methods=["post"], url_path="reset-password")
+    def reset_password(self, request, id=None):
+        instance = self.get_object()
+        data = validated(s.PasswordSerializer, request)
+        return self._out(services.reset_password(self.actor, instance=instance, **data), status.HTTP_200_OK)
 
 
 class FlavorViewSet(mixins.ListModelMixin, PortalViewSet):

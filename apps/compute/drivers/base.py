@@ -156,6 +156,15 @@ class ComputeDriver(abc.ABC):
     def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
         """Power off and undefine; a missing domain is fine unless `missing_ok` is False."""
 
+    @abc.abstractmethod
+    def redefine_domain(self, spec: DomainSpec) -> DomainInfo:
+        """Replace the definition of a shut-off domain (new size or image); the domain keeps
+        its power state (off). Raises DriverError when it is running."""
+
+    def set_user_password(self, name: str, user: str, password: str) -> None:
+        """Set a guest account's password through the QEMU guest agent."""
+        raise Unsupported(f"{type(self).__name__} cannot set guest passwords")
+
     def watch_events(self, on_event, stop) -> None:
         """Call `on_event(DomainEvent)` for every domain lifecycle change until `stop` (a
         threading.Event) is set. Blocks; raises Transient when the host connection is lost."""

@@ -20,11 +20,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     return element
 
 
-def build(spec: DomainSpec) -> str:
+def build(spec: DomainSpec, *, uuid: str = "") -> str:
     """The domain XML for `spec`: VGA + VNC on the management address, a serial log file,
-    direct kernel boot or disk boot, virtio disks."""
+    direct kernel boot or disk boot, virtio disks. `uuid` keeps an existing domain's identity
+    when its definition is replaced."""
     domain = ET.Element("domain", {"type": spec.virt_type})
     _sub(domain, "name", spec.name)
+    if uuid:
+        _sub(domain, "uuid", uuid)
     if spec.title:
         _sub(domain, "title", spec.title)
     metadata = _sub(domain, "metadata")

@@ -105,6 +105,18 @@ class FakeDriver(ComputeDriver):
         self._get(name)
         return self.start_domain(name)
 
+    def redefine_domain(self, spec: DomainSpec) -> DomainInfo:
+        self._maybe_fail("redefine_domain")
+        with _lock:
+            current = self._domains.get(spec.name)
+            if current is not None and current.state == RUNNING:
+                raise DriverError(f"domain {spec.name} is running; stop it first")
+            self._domains[spec.name] = DomainInfo(
+                name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
+                vnc_host=spec.vnc_listen, labels=spec.labels,
+            )
+            return self._domains[spec.name]
+
     def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
         self._maybe_fail("delete_domain")
         with _lock:

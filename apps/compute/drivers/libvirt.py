@@ -248,6 +248,21 @@ class LibvirtDriver(ComputeDriver):
             if not missing_ok:
                 raise
 
+    def redefine_domain(self, spec: DomainSpec) -> DomainInfo:
+        uuid = ""
+        try:
+            dom = self._domain(spec.name)
+            if dom.isActive():
+                raise DriverError(f"domain {spec.name} is running; stop it first")
+            uuid = dom.UUIDString()
+        except NotFound:
+            pass
+        # defineXML with the same name and UUID replaces the persistent definition.
+        return self._info(self._call(self._conn().defineXML, domain_xml.build(spec, uuid=uuid)))
+
+    def set_user_password(self, name: str, user: str, password: str) -> None:
+        self._call(self._domain(name).setUserPassword, user, password, 0)
+
     def watch_events(self, on_event, stop: threading.Event) -> None:
         """Lifecycle events on a read-only connection of its own (events need libvirt's
         event loop registered before the connection is opened)."""

@@ -99,20 +99,23 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
 
     @extend_schema(request=s.MemberUpdateSerializer, responses=s.MemberSerializer)
     def partial_update(self, request, id=None):
+        membership = self.get_object()
         data = validated(s.MemberUpdateSerializer, request)
-        membership = services.update_member(self.actor, membership=self.get_object(), **data)
+        membership = services.update_member(self.actor, membership=membership, **data)
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(request=s.GrantSerializer, responses=s.MemberSerializer, summary="Grant one resource")
     @action(detail=True, methods=["post"])
     def grant(self, request, id=None):
-        membership = services.grant_resource(self.actor, membership=self.get_object(), **validated(s.GrantSerializer, request))
+        membership = self.get_object()
+        membership = services.grant_resource(self.actor, membership=membership, **validated(s.GrantSerializer, request))
         return Response(s.MemberSerializer(membership).data)
 
     @extend_schema(request=s.GrantSerializer, responses=s.MemberSerializer, summary="Revoke one resource")
     @action(detail=True, methods=["post"])
     def revoke(self, request, id=None):
-        membership = services.revoke_resource(self.actor, membership=self.get_object(), **validated(s.GrantSerializer, request))
+        membership = self.get_object()
+        membership = services.revoke_resource(self.actor, membership=membership, **validated(s.GrantSerializer, request))
         return Response(s.MemberSerializer(membership).data)
 
 

@@ -190,3 +190,43 @@ def test_instance_pages(a_owner, inventory, client, django_capture_on_commit_cal
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"/instances/{instance.public_id}/force-stop")
     assert Instance.objects.get().status == "stopped"
+
+
+def test_rebuild_with_another_image(a_owner, actor, inventory, run_tasks):
+    from apps.compute.models import Image
+
+    other = Image.objects.create(name="tiny-2", visibility=Image.PUBLIC, status=Image.ACTIVE, boot=Image.KERNEL,
+                                 kernel_file="/k2", initrd_file="/i2", min_ram_mb=96)
+    owner = actor(a_owner)
+    [instance] = create(run_tasks, owner, inventory)
+    run_tasks(services.rebuild_instance, owner, instance=instance, image=other.public_id)
+    instance.refresh_from_db()
+    assert (instance.status, instance.image) == ("running", other)
+    assert FakeDriver("fake:///hv1").domain_info(instance.public_id).state == "running"
+
+
+def test_resize_needs_a_stopped_instance_and_moves_claims_and_quota(a_owner, actor, inventory, run_tasks, operator):
+    bigger = services.create_flavor(operator, name="t1.small", vcpus=2, ram_mb=512)
+    owner = actor(a_owner)
+    [instance] = create(run_tasks, owner, inventory)
+    with pytest.raises(Conflict, match="Stop instance"):
+        services.resize_instance(owner, instance=instance, flavor=bigger.name)
+    run_tasks(services.stop_instance, owner, instance=instance, force=True)
+    run_tasks(services.resize_instance, owner, instance=instance, flavor=bigger.name)
+    instance.refresh_from_db()
+    assert (instance.status, instance.flavor, instance.vcpus, instance.ram_mb) == ("stopped", bigger, 2, 512)
+    info = FakeDriver("fake:///hv1").domain_info(instance.public_id)
+    assert (info.vcpus, info.memory_mb) == (2, 512)
+    host = Host.objects.get()
+    assert (host.vcpus_used, host.memory_mb_used) == (2, 512)
+    quota = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (quota["vcpus"], quota["ram_mb"]) == (2, 512)
+    with pytest.raises(ValidationFailed, match="current flavor"):
+        services.resize_instance(owner, instance=instance, flavor=bigger.name)
+
+
+def test_reset_password_is_unsupported_without_a_guest_agent(a_owner, actor, inventory, run_tasks):
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    with pytest.raises(Conflict, match="unsupported by this image") as exc:
+        services.reset_password(actor(a_owner), instance=instance, user="root", password="s3cret-pass")
+    assert exc.value.code == "unsupported"

@@ -1,0 +1,165 @@
+"""End-to-end: a real Chromium against the real ASGI app under daphne (tests/integration/conftest.py)
+with the real libvirtd behind it.
+
+Two tabs of one signed-in owner: the second creates an instance through the `#create-instance`
+form; the first, left alone on /instances/, shows the new row turn `running` without reloading
+(the server runs tasks synchronously, so provisioning happens inside the POST and its events
+reach the first tab over /ws/events/, whose tbody re-fetches on `portal:instance`). Then, in the
+first tab, the instance is force-stopped and deleted from its detail page. Whatever happens,
+no libvirt domain is left behind."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) is not installed").expect
+
+from apps.compute import services, tasks
+from apps.compute.drivers.base import NotFound, Transient
+from apps.compute.drivers.libvirt import LibvirtDriver
+from apps.compute.models import Host, Image, Instance
+from apps.core.policies import OWNER
+from apps.tenants.models import Membership
+from tests.factories.tenants import PASSWORD, actor_for, make_tenant
+
+LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
+RUNNING_TIMEOUT_MS = 60_000  # create → domain started, inside the POST, seen through the websocket
+INSTANCE_NAME = "browser-vm"
+
+
+def sign_in(page, username: str, password: str) -> None:
+    page.goto("/login/")
+    form = page.locator("form:has(input[name=username])")
+    form.locator("input[name=username]").fill(username)
+    form.locator("input[name=password]").fill(password)
+    form.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_test_id("whoami")).to_have_text(username)
+
+
+@pytest.fixture
+def tiny_image(transactional_db) -> Image:
+    """The compute inventory (region, zone, the local libvirt host, flavors, tiny image) in the
+    test database, committed so the daphne process sees it."""
+    try:
+        LibvirtDriver(settings.PORTAL_LIBVIRT_URI).host_capacity()
+    except Transient as exc:
+        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
+    call_command("seed_compute")
+    image = Image.objects.filter(boot=Image.KERNEL, status=Image.ACTIVE).first()
+    if image is None:
+        pytest.skip("the tiny image is not built; `make test` builds it (scripts/build_tiny_image.sh)")
+    assert Host.objects.filter(uri=settings.PORTAL_LIBVIRT_URI).exists(), "seed_compute did not add the local host"
+    return image
+
+
+def _remove_leftovers(tenant, driver: LibvirtDriver) -> None:
+    """Delete (through the service, as the owner) every instance of the tenant that the UI did
+    not delete, then make sure libvirt has no domain for any of them."""
+    owner = actor_for(Membership.objects.get(tenant=tenant, role=OWNER))
+    instances = list(Instance.objects.filter(tenant=tenant))
+    for instance in instances:
+        # A POST still provisioning in the server: let it finish, so its domain is not
+        # defined again after the one below is removed.
+        deadline = time.monotonic() + 60
+        while instance.status in (Instance.PENDING, Instance.BUILDING) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            instance.refresh_from_db()
+        try:
+            if instance.status == Instance.DELETING:
+                tasks.destroy_instance(instance.pk)  # a delete that did not finish
+            elif instance.status != Instance.DELETED:
+                services.delete_instance(owner, instance=instance)  # tasks run inline in this process
+        finally:
+            driver.delete_domain(instance.public_id, missing_ok=True)
+    for instance in instances:
+        with pytest.raises(NotFound):
+            driver.domain_info(instance.public_id)
+
+
+@pytest.mark.browser
+@pytest.mark.libvirt
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)  # the server process must see (and write) committed rows
+def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_context, daphne_server, output_dir):
+    base = daphne_server.url
+    tenant = make_tenant("Compute Tenant", owner_username="vmowner")
+    driver = LibvirtDriver(settings.PORTAL_LIBVIRT_URI)
+    try:
+        # Tab 1: the instance list, signed in, live websocket connected.
+        listing = browser_context.new_page()
+        sign_in(listing, "vmowner", PASSWORD)
+        listing.goto("/instances/")
+        expect(listing.get_by_role("heading", name="Instances", exact=True)).to_be_visible()
+        expect(listing.locator("#instances tbody tr")).to_have_text("No instances.")
+        expect(listing.locator("#live-status")).to_have_text(LIVE)
+        listing.evaluate("window.__marker = 1")  # gone if tab 1 navigates or reloads
+
+        # Tab 2 (same session): create one t1.nano instance of the tiny image.
+        creator = browser_context.new_page()
+        creator.goto("/instances/")
+        form = creator.locator("#create-instance")
+        form.locator("input[name=name]").fill(INSTANCE_NAME)
+        form.locator("select[name=flavor]").select_option("t1.nano")
+        form.locator("select[name=image]").select_option(tiny_image.public_id)
+        form.locator("input[name=count]").fill("1")
+        with creator.expect_response(
+            lambda r: r.request.method == "POST" and r.url == f"{base}/instances/", timeout=RUNNING_TIMEOUT_MS
+        ) as info:
+            form.get_by_role("button", name="Create").click()
+        assert info.value.status == 302, info.value.status  # redirect back to the list
+        creator.wait_for_load_state()
+        expect(creator).to_have_url(f"{base}/instances/")
+        expect(creator.get_by_role("alert").filter(has_text="Instance creation started")).to_have_count(1)
+
+        instance = Instance.objects.get(tenant=tenant, name=INSTANCE_NAME)
+        assert instance.status == Instance.RUNNING, (instance.status, instance.status_reason)
+        assert driver.domain_info(instance.public_id).state == "running"
+
+        # Tab 1 follows over the websocket: the new row, running, and no navigation.
+        row = listing.locator(f"tr[data-instance='{instance.public_id}']")
+        expect(row.locator("[data-status=running]")).to_be_visible(timeout=RUNNING_TIMEOUT_MS)
+        expect(row).to_contain_text(INSTANCE_NAME)
+        expect(row).to_contain_text("t1.nano")
+        expect(row).to_contain_text(tiny_image.name)
+        assert listing.evaluate("window.__marker") == 1, "the instance list reloaded instead of updating live"
+        assert listing.url == f"{base}/instances/"
+
+        shot = output_dir / "instances.png"
+        shot.unlink(missing_ok=True)
+        listing.screenshot(path=str(shot), full_page=True)
+        assert shot.is_file() and shot.stat().st_size > 10_000, "the screenshot is missing or blank"
+
+        # Tab 1: the detail page, force stop.
+        row.get_by_role("link", name=INSTANCE_NAME).click()
+        expect(listing).to_have_url(f"{base}/instances/{instance.public_id}/")
+        status = listing.locator("#instance-status [data-status]")
+        expect(status).to_have_attribute("data-status", "running")
+        listing.get_by_role("button", name="Force stop", exact=True).click()
+        expect(status).to_have_attribute("data-status", "stopped", timeout=RUNNING_TIMEOUT_MS)
+        expect(listing.get_by_role("alert").filter(has_text="Force stop requested")).to_have_count(1)
+        assert Instance.objects.get(pk=instance.pk).status == Instance.STOPPED
+        assert driver.domain_info(instance.public_id).state == "shutoff"
+
+        # Tab 1: delete, confirming the browser's dialog; back on the list, the row is gone.
+        dialogs = []
+
+        def accept(dialog):
+            dialogs.append(dialog.message)
+            dialog.accept()
+
+        listing.once("dialog", accept)
+        listing.get_by_role("button", name="Delete", exact=True).click()
+        expect(listing).to_have_url(f"{base}/instances/", timeout=RUNNING_TIMEOUT_MS)
+        assert dialogs == [f"Delete {INSTANCE_NAME}?"], dialogs
+        expect(listing.get_by_role("alert").filter(has_text="Delete requested")).to_have_count(1)
+        expect(listing.locator(f"tr[data-instance='{instance.public_id}']")).to_have_count(0)
+        assert Instance.objects.get(pk=instance.pk).status == Instance.DELETED
+        with pytest.raises(NotFound):
+            driver.domain_info(instance.public_id)
+        assert Host.objects.get(uri=settings.PORTAL_LIBVIRT_URI).instances_count == 0
+    finally:
+        _remove_leftovers(tenant, driver)
