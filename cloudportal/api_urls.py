@@ -17,6 +17,7 @@ router.register("audit-log", AuditLogViewSet, basename="audit-log")
 router.register("instances", compute.InstanceViewSet, basename="instance")
 router.register("flavors", compute.FlavorViewSet, basename="flavor")
 router.register("images", compute.ImageViewSet, basename="image")
+router.register("instance-groups", compute.InstanceGroupViewSet, basename="instance-group")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

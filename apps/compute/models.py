@@ -216,6 +216,21 @@ class Image(PublicIdModel):
         return f"{self.name} ({self.public_id})"
 
 
+class InstanceGroup(TenantOwned):
+    """An isolation group: its instances are spread over distinct hosts (anti-affinity) or
+    kept on one host (affinity). Both are hard rules: no host that keeps them → no create."""
+
+    public_id_prefix = "ig"
+    area = "compute"
+    AFFINITY, ANTI_AFFINITY = "affinity", "anti-affinity"
+    POLICY_CHOICES = [(AFFINITY, "affinity (same host)"), (ANTI_AFFINITY, "anti-affinity (distinct hosts)")]
+
+    policy = models.CharField(max_length=16, choices=POLICY_CHOICES)
+
+    class Meta(TenantOwned.Meta):
+        pass
+
+
 class Instance(TenantOwned):
     """A virtual machine. The row holds what is wanted (status, flavor, image); tasks make the
     hypervisor match it and record what happened (`status_reason`)."""
@@ -239,6 +254,7 @@ class Instance(TenantOwned):
     flavor = models.ForeignKey(Flavor, on_delete=models.PROTECT, related_name="+")
     image = models.ForeignKey(Image, on_delete=models.PROTECT, related_name="+")
     key_pair = models.ForeignKey("tenants.KeyPair", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    group = models.ForeignKey(InstanceGroup, on_delete=models.PROTECT, null=True, blank=True, related_name="instances")
     # The size claimed on the host and counted in quotas (copied: flavors can be retired).
     vcpus = models.PositiveSmallIntegerField()
     ram_mb = models.PositiveIntegerField()

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
-from apps.compute.models import Cluster, Host
+from apps.compute.models import Cluster, Host, Instance, InstanceGroup
 from apps.core.exceptions import Conflict
 
 # How many candidates to try when another request claimed the best one first.
@@ -27,6 +27,7 @@ class Request:
     arch: str
     region: str
     cluster: Cluster | None = None
+    group: InstanceGroup | None = None
 
 
 def _fits(host: Host, request: Request) -> bool:
@@ -52,6 +53,13 @@ def candidates(request: Request) -> list[Host]:
     )
     if request.cluster is not None:
         hosts = hosts.filter(cluster=request.cluster)
+    if request.group is not None:
+        members = set(Instance.objects.filter(group=request.group, deleted_at__isnull=True, host__isnull=False)
+                      .values_list("host_id", flat=True))
+        if request.group.policy == InstanceGroup.ANTI_AFFINITY:
+            hosts = hosts.exclude(pk__in=members)
+        elif members:
+            hosts = hosts.filter(pk__in=members)
     return sorted((h for h in hosts if _fits(h, request)), key=_load)
 
 
@@ -68,8 +76,9 @@ def claim(request: Request) -> Host:
             locked.refresh_from_db()
             return locked
     where = f"zone {request.cluster.code}" if request.cluster else f"region {request.region}"
+    rule = f" while keeping the {request.group.policy} of group {request.group.public_id}" if request.group else ""
     raise Conflict(
-        f"No host in {where} can take {request.vcpus} vCPU / {request.ram_mb} MiB ({request.arch}) now.",
+        f"No host in {where} can take {request.vcpus} vCPU / {request.ram_mb} MiB ({request.arch}){rule} now.",
         code="no_valid_host",
     )
 

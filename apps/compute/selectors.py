@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from apps.compute.models import Flavor, Image, Instance
+from apps.compute.models import Flavor, Image, Instance, InstanceGroup
 from apps.core.actor import Actor
 from apps.core.exceptions import NotFound
 from apps.core.models import AuditRecord
@@ -12,7 +12,7 @@ from apps.core.models import AuditRecord
 
 def list_instances(actor: Actor, *, include_deleted: bool = False) -> QuerySet[Instance]:
     return Instance.objects.for_actor(actor, include_deleted=include_deleted).select_related(
-        "flavor", "image", "host", "availability_zone", "key_pair", "created_by", "tenant"
+        "flavor", "image", "host", "availability_zone", "key_pair", "group", "created_by", "tenant"
     )
 
 
@@ -34,3 +34,7 @@ def list_flavors(actor: Actor) -> QuerySet[Flavor]:
 
 def list_images(actor: Actor) -> QuerySet[Image]:
     return Image.objects.for_actor(actor).filter(deleted_at__isnull=True).select_related("owner")
+
+
+def list_instance_groups(actor: Actor) -> QuerySet[InstanceGroup]:
+    return InstanceGroup.objects.for_actor(actor).prefetch_related("instances")

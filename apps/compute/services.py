@@ -14,7 +14,7 @@ from django.conf import settings
 from apps.compute import scheduler
 from apps.compute.drivers.base import DriverError, HostCapacity
 from apps.compute.hypervisors import get_compute_driver
-from apps.compute.models import Cluster, Flavor, Host, Image, Instance, Region
+from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup, Region
 from apps.core import events, permissions
 from apps.core.actor import Actor
 from apps.core.audit import audited
@@ -249,7 +249,7 @@ def _lookup(actor: Actor, queryset, ref: str, field: str, label: str):
 @audited("instance.create", area="compute")
 def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pair: str | None = None,
                      count: int = 1, availability_zone: str | None = None, user_data: str = "",
-                     description: str = "") -> list[Instance]:
+                     description: str = "", isolation_group: str | None = None) -> list[Instance]:
     """Create `count` instances: validate, count quota, place each on a host (claims under row
     locks), write them `pending` with an operation, and queue their provisioning on commit."""
     from apps.compute.tasks import provision_instance
@@ -272,6 +272,11 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
     flavor_obj = _lookup(actor, Flavor.objects, flavor, "flavor", "flavor")
     image_obj = _lookup(actor, Image.objects, image, "image", "image")
     key_pair_obj = _lookup(actor, KeyPair.objects, key_pair, "key_pair", "key pair") if key_pair else None
+    group = None
+    if isolation_group:
+        group = _lookup(actor, InstanceGroup.objects, isolation_group, "isolation_group", "isolation group")
+        # Creates into one group queue here, so two of them never pick the same host unseen.
+        group = InstanceGroup.objects.select_for_update().get(pk=group.pk)
     zone = None
     if availability_zone:
         zone = Cluster.objects.filter(code=availability_zone, region__code=settings.PORTAL_DEFAULT_REGION).first()
@@ -281,14 +286,14 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
 
     quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION, amounts=_instance_usage(flavor_obj, count))
     request = scheduler.Request(vcpus=flavor_obj.vcpus, ram_mb=flavor_obj.ram_mb, arch=image_obj.arch,
-                                region=settings.PORTAL_DEFAULT_REGION, cluster=zone)
+                                region=settings.PORTAL_DEFAULT_REGION, cluster=zone, group=group)
     created = []
     for n in range(count):
         host = scheduler.claim(request)
         instance = Instance.objects.create(
             tenant=tenant, created_by=actor.user, name=name if count == 1 else f"{name}-{n + 1}",
             description=description, region=settings.PORTAL_DEFAULT_REGION, availability_zone=zone, host=host,
-            flavor=flavor_obj, image=image_obj, key_pair=key_pair_obj, vcpus=flavor_obj.vcpus,
+            flavor=flavor_obj, image=image_obj, key_pair=key_pair_obj, group=group, vcpus=flavor_obj.vcpus,
             ram_mb=flavor_obj.ram_mb, user_data=user_data,
         )
         operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
@@ -374,6 +379,29 @@ def delete_instance(actor: Actor, *, instance: Instance) -> Instance:
     instance = _transition(actor, instance, "delete", allowed, Instance.DELETING)
     enqueue_on_commit(tasks.destroy_instance, instance.pk)
     return instance
+
+
+@audited("instance_group.create", area="compute")
+def create_instance_group(actor: Actor, *, name: str, policy: str) -> InstanceGroup:
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require_area(actor, "compute", "create")
+    if policy not in (InstanceGroup.AFFINITY, InstanceGroup.ANTI_AFFINITY):
+        raise ValidationFailed("Unknown policy.", fields={"policy": ["affinity or anti-affinity."]})
+    return InstanceGroup.objects.create(tenant=tenant, name=_clean_name(name), policy=policy, created_by=actor.user)
+
+
+@audited("instance_group.delete", area="compute")
+def delete_instance_group(actor: Actor, *, group: InstanceGroup) -> InstanceGroup:
+    permissions.require(actor, group, "delete")
+    group = InstanceGroup.objects.select_for_update().get(pk=group.pk)
+    live = group.instances.filter(deleted_at__isnull=True).count()
+    if live:
+        raise Conflict(f"Group {group.public_id} still has {live} instances.")
+    group.deleted_at = timezone.now()
+    group.save(update_fields=["deleted_at"])
+    return group
 
 
 @audited("instance.rebuild", area="compute")

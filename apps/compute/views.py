@@ -16,6 +16,7 @@ class InstanceListView(ConsoleView):
             flavors=selectors.list_flavors(self.actor),
             images=selectors.list_images(self.actor).filter(status="active"),
             key_pairs=list_key_pairs(self.actor),
+            groups=selectors.list_instance_groups(self.actor),
         )
 
     def get(self, request, form=None, status=200):
@@ -30,7 +31,8 @@ class InstanceListView(ConsoleView):
         form = self._form(request.POST)
         if not form.is_valid():
             return self.get(request, form=form, status=400)
-        data = {**form.cleaned_data, "key_pair": form.cleaned_data["key_pair"] or None}
+        data = {**form.cleaned_data, "key_pair": form.cleaned_data["key_pair"] or None,
+                "isolation_group": form.cleaned_data["isolation_group"] or None}
         ok, result = self.call(form, services.create_instances, success="Instance creation started.", **data)
         if not ok:
             return self.get(request, form=form, status=error_status(result))

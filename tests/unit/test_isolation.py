@@ -19,7 +19,7 @@ from apps.core.registry import tenant_owned_models
 from apps.core.services import export_audit_log
 from apps.tenants import services as tenant_services
 from apps.compute import services as compute_services
-from apps.compute.models import Image, Instance
+from apps.compute.models import Image, Instance, InstanceGroup
 from apps.tenants.models import ApiToken, KeyPair, Membership
 from tests.factories.compute import make_inventory
 
@@ -34,6 +34,8 @@ RESOURCES = {
     Instance: lambda owner: compute_services.create_instances(
         owner, name="a-secret-vm", flavor="t1.nano", image=make_inventory()["image"].public_id
     )[0],
+    InstanceGroup: lambda owner: compute_services.create_instance_group(owner, name="a-secret-group",
+                                                                        policy="anti-affinity"),
     Image: lambda owner: Image.objects.create(
         name="a-secret-image", owner=owner.tenant, visibility=Image.PRIVATE, status=Image.ACTIVE
     ),

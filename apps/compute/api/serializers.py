@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from apps.compute.models import Flavor, Image, Instance
+from apps.compute.models import Flavor, Image, Instance, InstanceGroup
 
 
 class FlavorSerializer(serializers.ModelSerializer):
@@ -29,11 +29,13 @@ class InstanceSerializer(serializers.ModelSerializer):
     key_pair = serializers.CharField(source="key_pair.public_id", default=None)
     availability_zone = serializers.CharField(source="availability_zone.code", default=None)
     host = serializers.CharField(source="host.name", default=None, help_text="Shown to operators only.")
+    isolation_group = serializers.CharField(source="group.public_id", default=None)
 
     class Meta:
         model = Instance
         fields = ["id", "name", "description", "status", "status_reason", "region", "availability_zone", "flavor",
-                  "image", "key_pair", "vcpus", "ram_mb", "tags", "metadata", "host", "created_at", "launched_at"]
+                  "image", "key_pair", "isolation_group", "vcpus", "ram_mb", "tags", "metadata", "host", "created_at",
+                  "launched_at"]
         read_only_fields = fields
 
     def to_representation(self, instance):
@@ -53,6 +55,7 @@ class InstanceCreateSerializer(serializers.Serializer):
     availability_zone = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
     user_data = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=255)
+    isolation_group = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
 
 
 class InstanceUpdateSerializer(serializers.Serializer):
@@ -82,3 +85,21 @@ class ResizeSerializer(serializers.Serializer):
 class PasswordSerializer(serializers.Serializer):
     user = serializers.CharField(max_length=32, default="root")
     password = serializers.CharField(max_length=128, write_only=True)
+
+
+class InstanceGroupSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    instances = serializers.SerializerMethodField()
+
+    class Meta:
+        model = InstanceGroup
+        fields = ["id", "name", "policy", "instances", "created_at"]
+        read_only_fields = fields
+
+    def get_instances(self, group) -> list[str]:
+        return [i.public_id for i in group.instances.all() if i.deleted_at is None]
+
+
+class InstanceGroupCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    policy = serializers.ChoiceField(choices=InstanceGroup.POLICY_CHOICES)

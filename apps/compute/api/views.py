@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from apps.compute import selectors, services
 from apps.compute.api import serializers as s
-from apps.compute.models import Flavor, Image, Instance
+from apps.compute.models import Flavor, Image, Instance, InstanceGroup
 from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 
 
@@ -107,3 +107,23 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     list_selector = staticmethod(selectors.list_images)
     filterset_fields = ["os_type", "arch", "visibility", "boot"]
     action_permissions = {"list": "view", "retrieve": "view"}
+
+
+class InstanceGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Isolation groups: anti-affinity spreads their instances over distinct hosts, affinity
+    keeps them on one. Give `isolation_group` when creating instances."""
+
+    model = InstanceGroup
+    serializer_class = s.InstanceGroupSerializer
+    list_selector = staticmethod(selectors.list_instance_groups)
+    action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete"}
+
+    @extend_schema(request=s.InstanceGroupCreateSerializer, responses={201: s.InstanceGroupSerializer})
+    def create(self, request):
+        group = services.create_instance_group(self.actor, **validated(s.InstanceGroupCreateSerializer, request))
+        return Response(s.InstanceGroupSerializer(group).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, id=None):
+        services.delete_instance_group(self.actor, group=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -230,3 +230,29 @@ def test_reset_password_is_unsupported_without_a_guest_agent(a_owner, actor, inv
     with pytest.raises(Conflict, match="unsupported by this image") as exc:
         services.reset_password(actor(a_owner), instance=instance, user="root", password="s3cret-pass")
     assert exc.value.code == "unsupported"
+
+
+def test_anti_affinity_spreads_and_affinity_keeps_together(a_owner, actor, run_tasks, db):
+    owner = actor(a_owner)
+    inventory = make_inventory(hosts=3)
+    spread = services.create_instance_group(owner, name="web", policy="anti-affinity")
+    created = create(run_tasks, owner, inventory, count=3, isolation_group=spread.public_id)
+    assert len({i.host_id for i in created}) == 3
+    with pytest.raises(Conflict, match="anti-affinity of group"):
+        create(run_tasks, owner, inventory, isolation_group=spread.public_id)
+    together = services.create_instance_group(owner, name="db", policy="affinity")
+    pair = create(run_tasks, owner, inventory, count=2, isolation_group=together.public_id)
+    assert len({i.host_id for i in pair}) == 1
+    with pytest.raises(Conflict, match="still has 2 instances"):
+        services.delete_instance_group(owner, group=together)
+
+
+def test_instance_group_api(api, a_owner, inventory, django_capture_on_commit_callbacks):
+    client = api(a_owner)
+    group = client.post("/api/v1/instance-groups", {"name": "g", "policy": "anti-affinity"}).json()
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post("/api/v1/instances", {"name": "vm", "flavor": "t1.nano", "isolation_group": group["id"],
+                                                    "image": inventory["image"].public_id}).json()
+    assert created[0]["isolation_group"] == group["id"]
+    assert client.get(f"/api/v1/instance-groups/{group['id']}").json()["instances"] == [created[0]["id"]]
+    assert client.post("/api/v1/instance-groups", {"name": "g", "policy": "random"}).status_code == 400
