@@ -267,7 +267,7 @@ class Instance(TenantOwned):
 
     class Meta(TenantOwned.Meta):
         permissions = [("console_instance", "Open the instance's console")]
-        indexes = [models.Index(fields=["tenant", "status"])]
+        indexes = [*TenantOwned.Meta.indexes, models.Index(fields=["tenant", "status"])]
 
     @property
     def is_transitional(self) -> bool:

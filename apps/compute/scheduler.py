@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import ExpressionWrapper, F, FloatField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from apps.compute.models import Cluster, Host, Instance, InstanceGroup
@@ -37,35 +38,44 @@ def _fits(host: Host, request: Request) -> bool:
     )
 
 
-def _load(host: Host) -> float:
-    """Weigher: the more free memory (then CPU) share, the better; least loaded first."""
-    memory = host.memory_mb_used / host.memory_mb_capacity if host.memory_mb_capacity else 1.0
-    cpu = host.vcpus_used / host.vcpus_capacity if host.vcpus_capacity else 1.0
-    return memory + cpu / 2
-
-
-def candidates(request: Request) -> list[Host]:
-    """Enabled, alive hosts of the region (and zone) with the right arch and room, best first."""
+def candidates(request: Request, limit: int = MAX_ATTEMPTS) -> list[Host]:
+    """Enabled, alive hosts of the region (and zone) with the right arch and room, least
+    loaded first. Filter and weigher run in SQL, so a placement reads `limit` rows whatever the
+    number of hosts; `claim` re-checks the chosen one under its row lock."""
     alive_since = timezone.now() - timedelta(seconds=settings.PORTAL_HOST_DOWN_AFTER)
-    hosts = Host.objects.select_related("cluster").filter(
-        state=Host.ENABLED, heartbeat_at__gte=alive_since, arch=request.arch,
-        cluster__region__code=request.region,
+    as_float = {"output_field": FloatField()}
+    hosts = (
+        Host.objects.filter(
+            state=Host.ENABLED, heartbeat_at__gte=alive_since, arch=request.arch,
+            cluster__region__code=request.region,
+        )
+        .annotate(
+            cpu_cap=ExpressionWrapper(Cast("vcpus", FloatField()) * Cast("cpu_allocation_ratio", FloatField()),
+                                      **as_float),
+            ram_cap=ExpressionWrapper(
+                Cast(F("memory_mb") - F("reserved_memory_mb"), FloatField()) * Cast("ram_allocation_ratio", FloatField()),
+                **as_float),
+        )
+        .filter(cpu_cap__gte=F("vcpus_used") + request.vcpus, ram_cap__gte=F("memory_mb_used") + request.ram_mb)
+        .annotate(load=ExpressionWrapper(
+            Cast("memory_mb_used", FloatField()) / F("ram_cap") + Cast("vcpus_used", FloatField()) / F("cpu_cap") / 2,
+            **as_float))
     )
     if request.cluster is not None:
         hosts = hosts.filter(cluster=request.cluster)
     if request.group is not None:
-        members = set(Instance.objects.filter(group=request.group, deleted_at__isnull=True, host__isnull=False)
-                      .values_list("host_id", flat=True))
+        members = Instance.objects.filter(group=request.group, deleted_at__isnull=True, host__isnull=False)
+        member_hosts = list(members.values_list("host_id", flat=True).distinct())
         if request.group.policy == InstanceGroup.ANTI_AFFINITY:
-            hosts = hosts.exclude(pk__in=members)
-        elif members:
-            hosts = hosts.filter(pk__in=members)
-    return sorted((h for h in hosts if _fits(h, request)), key=_load)
+            hosts = hosts.exclude(pk__in=member_hosts)
+        elif member_hosts:
+            hosts = hosts.filter(pk__in=member_hosts)
+    return list(hosts.order_by("load", "pk")[:limit])
 
 
 def claim(request: Request) -> Host:
     """Pick and claim a host; raise Conflict with the reason when none can take it."""
-    for host in candidates(request)[:MAX_ATTEMPTS]:
+    for host in candidates(request):
         locked = Host.objects.select_for_update().select_related("cluster").get(pk=host.pk)
         if locked.state == Host.ENABLED and _fits(locked, request):
             Host.objects.filter(pk=locked.pk).update(

@@ -485,6 +485,25 @@ def reset_password(actor: Actor, *, instance: Instance, user: str, password: str
     return instance
 
 
+CONSOLE_LOG_LIMIT = 64 * 1024
+
+
+@audited("instance.console_log", area="compute")
+def console_log(actor: Actor, *, instance: Instance) -> str:
+    """The tail of the instance's serial console (boot messages, kernel panics)."""
+    from apps.compute.drivers.base import Unsupported
+    from apps.compute.tasks import serial_log_path
+
+    permissions.require(actor, instance, "view")
+    if instance.host_id is None:
+        return ""
+    try:
+        return get_compute_driver(instance.host.uri).console_log(str(serial_log_path(instance)),
+                                                                 limit=CONSOLE_LOG_LIMIT)
+    except Unsupported as exc:
+        raise Conflict(str(exc), code="unsupported")
+
+
 @audited("instance.update", area="compute")
 def update_instance(actor: Actor, *, instance: Instance, name: str | None = None, description: str | None = None,
                     tags: list[str] | None = None, metadata: dict | None = None) -> Instance:

@@ -23,7 +23,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
         "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
-        "reset_password": "reset_password",
+        "reset_password": "reset_password", "console_log": "view",
     }
 
     def get_serializer_context(self):
@@ -88,6 +88,15 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         instance = self.get_object()
         data = validated(s.PasswordSerializer, request)
         return self._out(services.reset_password(self.actor, instance=instance, **data), status.HTTP_200_OK)
+
+
+    @extend_schema(responses={(200, "text/plain"): str}, summary="Serial console output (last 64 KiB)")
+    @action(detail=True, methods=["get"], url_path="console-log")
+    def console_log(self, request, id=None):
+        from django.http import HttpResponse
+
+        text = services.console_log(self.actor, instance=self.get_object())
+        return HttpResponse(text, content_type="text/plain; charset=utf-8")
 
 
 class FlavorViewSet(mixins.ListModelMixin, PortalViewSet):

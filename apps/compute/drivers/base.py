@@ -161,6 +161,10 @@ class ComputeDriver(abc.ABC):
         """Replace the definition of a shut-off domain (new size or image); the domain keeps
         its power state (off). Raises DriverError when it is running."""
 
+    def console_log(self, path: str, *, limit: int) -> str:
+        """The last `limit` bytes of a domain's serial console log (the file of its spec)."""
+        raise Unsupported(f"{type(self).__name__} cannot read console logs")
+
     def set_user_password(self, name: str, user: str, password: str) -> None:
         """Set a guest account's password through the QEMU guest agent."""
         raise Unsupported(f"{type(self).__name__} cannot set guest passwords")

@@ -117,6 +117,9 @@ class FakeDriver(ComputeDriver):
             )
             return self._domains[spec.name]
 
+    def console_log(self, path: str, *, limit: int) -> str:
+        return f"fake console of {path}\n"[-limit:]
+
     def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
         self._maybe_fail("delete_domain")
         with _lock:

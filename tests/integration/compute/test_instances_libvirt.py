@@ -53,6 +53,7 @@ def test_instance_lifecycle_on_real_qemu(libvirt_host, a_owner, actor, settings,
         log = serial_log_path(instance)
         wait_for(lambda: log.exists() and "BOOT-OK" in log.read_text(errors="replace"), 90, "BOOT-OK")
         print(f"create -> BOOT-OK through the portal: {time.monotonic() - started:.1f}s")
+        assert "BOOT-OK" in services.console_log(owner, instance=instance)
 
         with django_capture_on_commit_callbacks(execute=True):
             services.stop_instance(owner, instance=instance)  # ACPI: the tiny guest runs acpid

@@ -256,3 +256,21 @@ def test_instance_group_api(api, a_owner, inventory, django_capture_on_commit_ca
     assert created[0]["isolation_group"] == group["id"]
     assert client.get(f"/api/v1/instance-groups/{group['id']}").json()["instances"] == [created[0]["id"]]
     assert client.post("/api/v1/instance-groups", {"name": "g", "policy": "random"}).status_code == 400
+
+
+def test_console_log_api(api, a_owner, inventory, django_capture_on_commit_callbacks):
+    client = api(a_owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        [created] = client.post("/api/v1/instances", {"name": "vm", "flavor": "t1.nano",
+                                                      "image": inventory["image"].public_id}).json()
+    response = client.get(f"/api/v1/instances/{created['id']}/console-log")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    assert created["id"] in response.content.decode()
+
+
+def test_libvirt_console_log_is_refused_for_remote_hosts():
+    from apps.compute.drivers.base import Unsupported
+    from apps.compute.drivers.libvirt import LibvirtDriver
+
+    with pytest.raises(Unsupported):
+        LibvirtDriver("qemu+ssh://root@hv9/system").console_log("/x", limit=10)
