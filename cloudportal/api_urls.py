@@ -18,6 +18,7 @@ router.register("instances", compute.InstanceViewSet, basename="instance")
 router.register("flavors", compute.FlavorViewSet, basename="flavor")
 router.register("images", compute.ImageViewSet, basename="image")
 router.register("instance-groups", compute.InstanceGroupViewSet, basename="instance-group")
+router.register("hosts", compute.HostViewSet, basename="host")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

@@ -242,10 +242,10 @@ class Instance(TenantOwned):
         "pending", "building", "running", "stopping", "stopped", "starting", "rebooting", "error", "deleting",
         "deleted",
     )
-    REBUILDING, RESIZING = "rebuilding", "resizing"
+    REBUILDING, RESIZING, MIGRATING = "rebuilding", "resizing", "migrating"
     STATUS_CHOICES = [(s, s) for s in (PENDING, BUILDING, RUNNING, STOPPING, STOPPED, STARTING, REBOOTING,
-                                       REBUILDING, RESIZING, ERROR, DELETING, DELETED)]
-    TRANSITIONAL = (PENDING, BUILDING, STOPPING, STARTING, REBOOTING, REBUILDING, RESIZING, DELETING)
+                                       REBUILDING, RESIZING, MIGRATING, ERROR, DELETING, DELETED)]
+    TRANSITIONAL = (PENDING, BUILDING, STOPPING, STARTING, REBOOTING, REBUILDING, RESIZING, MIGRATING, DELETING)
 
     description = models.CharField(max_length=255, blank=True)
     region = models.CharField(max_length=64)

@@ -29,6 +29,7 @@ class Request:
     region: str
     cluster: Cluster | None = None
     group: InstanceGroup | None = None
+    exclude_host_ids: tuple[int, ...] = ()  # e.g. the source of a migration
 
 
 def _fits(host: Host, request: Request) -> bool:
@@ -63,6 +64,8 @@ def candidates(request: Request, limit: int = MAX_ATTEMPTS) -> list[Host]:
     )
     if request.cluster is not None:
         hosts = hosts.filter(cluster=request.cluster)
+    if request.exclude_host_ids:
+        hosts = hosts.exclude(pk__in=request.exclude_host_ids)
     if request.group is not None:
         members = Instance.objects.filter(group=request.group, deleted_at__isnull=True, host__isnull=False)
         member_hosts = list(members.values_list("host_id", flat=True).distinct())
@@ -73,9 +76,10 @@ def candidates(request: Request, limit: int = MAX_ATTEMPTS) -> list[Host]:
     return list(hosts.order_by("load", "pk")[:limit])
 
 
-def claim(request: Request) -> Host:
-    """Pick and claim a host; raise Conflict with the reason when none can take it."""
-    for host in candidates(request):
+def claim(request: Request, *, host: Host | None = None) -> Host:
+    """Pick and claim a host (or the given one, if it fits); raise Conflict with the reason
+    when none can take it."""
+    for host in [host] if host is not None else candidates(request):
         locked = Host.objects.select_for_update().select_related("cluster").get(pk=host.pk)
         if locked.state == Host.ENABLED and _fits(locked, request):
             Host.objects.filter(pk=locked.pk).update(

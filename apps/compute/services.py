@@ -485,6 +485,75 @@ def reset_password(actor: Actor, *, instance: Instance, user: str, password: str
     return instance
 
 
+# --- migration and evacuation (operators) -------------------------------------------------
+
+def _move_request(instance: Instance, *, exclude: tuple[int, ...]) -> scheduler.Request:
+    return scheduler.Request(vcpus=instance.vcpus, ram_mb=instance.ram_mb, arch=instance.image.arch,
+                             region=instance.region, cluster=instance.availability_zone, group=instance.group,
+                             exclude_host_ids=exclude)
+
+
+def _start_move(instance: Instance, target: Host | None, *, from_down_host: bool) -> Instance:
+    """Claim the target now (under its row lock) and queue the move; the source claim is given
+    back by the task once the domain left the source."""
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    source_id = instance.host_id
+    if instance.image.boot != Image.KERNEL:
+        raise Conflict(f"{instance.public_id} has its disk on the host; moving it needs shared block storage.",
+                       code="unsupported")
+    new_host = scheduler.claim(_move_request(instance, exclude=(source_id,)), host=target)
+    was = instance.status
+    instance.status, instance.status_reason = Instance.MIGRATING, f"to {new_host.name}"
+    instance.save(update_fields=["status", "status_reason", "updated_at"])
+    _publish(instance)
+    enqueue_on_commit(tasks.move_instance, instance.pk, source_id, new_host.pk, int(was == Instance.RUNNING),
+                      int(from_down_host))
+    return instance
+
+
+@audited("instance.migrate", area="compute")
+def migrate_instance(actor: Actor, *, instance: Instance, host: Host | None = None) -> Instance:
+    """Cold migration by an operator: the guest is powered off on its host, defined on the
+    target (chosen by the scheduler unless given) and powered on again if it was running."""
+    require_operator(actor)
+    instance = Instance.objects.select_for_update(of=("self",)).select_related("image", "host").get(pk=instance.pk)
+    if instance.status not in (Instance.RUNNING, Instance.STOPPED):
+        raise Conflict(f"Cannot migrate instance {instance.public_id} while it is {instance.status}.",
+                       code="invalid_state")
+    if host is not None and host.pk == instance.host_id:
+        raise ValidationFailed("The instance is on that host already.", fields={"host": ["Choose another host."]})
+    return _start_move(instance, host, from_down_host=False)
+
+
+@audited("host.drain", area="compute")
+def drain_host(actor: Actor, *, host: Host) -> Host:
+    """Take a host out of service: no new instances, and every instance moved elsewhere."""
+    require_operator(actor)
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    host.state, host.state_reason = Host.DISABLED, "draining"
+    host.save(update_fields=["state", "state_reason"])
+    for instance in Instance.objects.select_for_update(of=("self",)).select_related("image").filter(
+            host=host, deleted_at__isnull=True, status__in=(Instance.RUNNING, Instance.STOPPED)):
+        _start_move(instance, None, from_down_host=False)
+    return host
+
+
+@audited("host.evacuate", area="compute")
+def evacuate_host(actor: Actor, *, host: Host) -> Host:
+    """Rebuild the instances of a host that is down on other hosts (their disks must not live
+    on the dead host: kernel images have none)."""
+    require_operator(actor)
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    if host.state != Host.DOWN:
+        raise Conflict(f"Host {host.name} is {host.state}; only a host that is down is evacuated (drain it instead).")
+    for instance in Instance.objects.select_for_update(of=("self",)).select_related("image").filter(
+            host=host, deleted_at__isnull=True).exclude(status__in=(Instance.DELETING, Instance.MIGRATING)):
+        _start_move(instance, None, from_down_host=True)
+    return host
+
+
 CONSOLE_LOG_LIMIT = 64 * 1024
 
 

@@ -162,6 +162,39 @@ def resize_instance(instance_id: int) -> None:
     _power(instance_id, Instance.RESIZING, run)
 
 
+def move_instance(instance_id: int, source_id: int, target_id: int, power_on: int, source_down: int) -> None:
+    """Cold move: remove the domain from the source (skipped when the source is down), define
+    it on the target (claimed by the service), power it on if it was running, give the source
+    claim back. Each step is idempotent, so a re-run after a crash completes the move."""
+    instance = _load(instance_id)
+    if instance.status != Instance.MIGRATING:
+        return
+    source, target = Host.objects.get(pk=source_id), Host.objects.get(pk=target_id)
+    try:
+        if not source_down:
+            get_compute_driver(source.uri).delete_domain(instance.public_id)
+        instance.host = target
+        driver = get_compute_driver(target.uri)
+        if power_on:
+            driver.ensure_domain(domain_spec(instance))
+        else:
+            driver.redefine_domain(domain_spec(instance))
+    except DriverError as exc:
+        with transaction.atomic():
+            scheduler.release(target_id, vcpus=instance.vcpus, ram_mb=instance.ram_mb)
+        _set_status(instance_id, Instance.ERROR, f"migration to {target.name} failed: {exc}")
+        return
+    with transaction.atomic():
+        locked = Instance.objects.select_for_update().get(pk=instance_id)
+        if locked.host_id == source_id:
+            scheduler.release(source_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
+            locked.host = target
+        locked.status = Instance.RUNNING if power_on else Instance.STOPPED
+        locked.status_reason = f"moved from {source.name}"
+        locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
+        services._publish(locked)
+
+
 def destroy_instance(instance_id: int) -> None:
     """Remove the domain, give back the host claim and the quota, mark the row deleted."""
     from apps.tenants import quotas

@@ -110,11 +110,12 @@ def test_tenant_b_gets_404_on_every_route_with_an_object_of_tenant_a(a_objects, 
                 response = getattr(b_client, method)(path, content_type="application/json")
                 baseline = getattr(b_client, method)(unknown, content_type="application/json")
                 statuses[method] = response.status_code
-                assert response.status_code in (404, 405), f"{method.upper()} {path} -> {response.status_code}"
+                # 403 only where the baseline says the same: operator-only routes refuse any id.
+                assert response.status_code in (403, 404, 405), f"{method.upper()} {path} -> {response.status_code}"
                 assert response.status_code == baseline.status_code
                 body = response.content.decode(errors="replace")
                 assert "a-secret" not in body and "Tenant A" not in body
-            assert 404 in statuses.values(), f"{path}: {statuses}"
+            assert 404 in statuses.values() or 403 in statuses.values(), f"{path}: {statuses}"
             checked += 1
     assert checked >= len(RESOURCES) * 5
 
@@ -126,7 +127,8 @@ def test_tenant_b_lists_show_none_of_tenant_a(a_objects, b_client):
         if "{" in route:
             continue
         response = b_client.get(route, HTTP_ACCEPT="application/json")
-        assert response.status_code in (200, 405), f"GET {route} -> {response.status_code}"
+        # 403: operator-only platform endpoints (hosts), which tenants cannot read at all.
+        assert response.status_code in (200, 403, 405), f"GET {route} -> {response.status_code}"
         body = response.content.decode()
         for secret in secrets:
             assert secret not in body, f"{route} shows {secret}"

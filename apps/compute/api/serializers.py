@@ -1,6 +1,8 @@
+from decimal import Decimal
+
 from rest_framework import serializers
 
-from apps.compute.models import Flavor, Image, Instance, InstanceGroup
+from apps.compute.models import Flavor, Host, Image, Instance, InstanceGroup
 
 
 class FlavorSerializer(serializers.ModelSerializer):
@@ -103,3 +105,41 @@ class InstanceGroupSerializer(serializers.ModelSerializer):
 class InstanceGroupCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128)
     policy = serializers.ChoiceField(choices=InstanceGroup.POLICY_CHOICES)
+
+
+class HostSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    region = serializers.CharField(source="cluster.region.code")
+    availability_zone = serializers.CharField(source="cluster.code")
+    effective_virt_type = serializers.CharField()
+    vcpus_capacity = serializers.IntegerField()
+    memory_mb_capacity = serializers.IntegerField()
+
+    class Meta:
+        model = Host
+        fields = ["id", "name", "region", "availability_zone", "uri", "management_address", "state", "state_reason",
+                  "virt_type", "effective_virt_type", "cpu_allocation_ratio", "ram_allocation_ratio",
+                  "reserved_memory_mb", "hostname", "arch", "cpu_model", "vcpus", "memory_mb", "numa_nodes",
+                  "kvm_usable", "pci_devices", "vcpus_capacity", "memory_mb_capacity", "vcpus_used",
+                  "memory_mb_used", "instances_count", "heartbeat_at"]
+        read_only_fields = fields
+
+
+class HostCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    uri = serializers.CharField(max_length=255)
+    region = serializers.CharField(max_length=64)
+    availability_zone = serializers.CharField(max_length=64)
+    management_address = serializers.IPAddressField(default="127.0.0.1")
+    cpu_allocation_ratio = serializers.DecimalField(max_digits=5, decimal_places=2, required=False, min_value=Decimal("0.1"))
+    ram_allocation_ratio = serializers.DecimalField(max_digits=5, decimal_places=2, required=False, min_value=Decimal("0.1"))
+
+
+class HostStateSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=[Host.ENABLED, Host.DISABLED, Host.MAINTENANCE])
+    reason = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class MigrateSerializer(serializers.Serializer):
+    host = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                 help_text="Target host id; default: chosen by the scheduler.")

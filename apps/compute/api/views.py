@@ -7,7 +7,8 @@ from rest_framework.response import Response
 
 from apps.compute import selectors, services
 from apps.compute.api import serializers as s
-from apps.compute.models import Flavor, Image, Instance, InstanceGroup
+from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup
+from apps.core.exceptions import NotFound
 from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 
 
@@ -23,7 +24,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
         "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
-        "reset_password": "reset_password", "console_log": "view",
+        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate",
     }
 
     def get_serializer_context(self):
@@ -97,6 +98,70 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
         text = services.console_log(self.actor, instance=self.get_object())
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+
+    @extend_schema(request=s.MigrateSerializer, responses={202: s.InstanceSerializer}, summary="Cold-migrate (operators)")
+    @action(detail=True, methods=["post"])
+    def migrate(self, request, id=None):
+        instance = self.get_object()
+        target = validated(s.MigrateSerializer, request)["host"]
+        host = _host(target) if target else None
+        return self._out(services.migrate_instance(self.actor, instance=instance, host=host))
+
+
+def _host(public_id: str) -> Host:
+    host = Host.objects.select_related("cluster", "cluster__region").filter(public_id=public_id).first()
+    if host is None:
+        raise NotFound(f"No host {public_id}.", fields={"host": ["Unknown host."]})
+    return host
+
+
+class HostViewSet(mixins.ListModelMixin, PortalViewSet):
+    """Hypervisor hosts (operators): add (capacity read from libvirt), set state, drain,
+    evacuate when down, remove when empty."""
+
+    operator_only = True
+    serializer_class = s.HostSerializer
+    lookup_url_kwarg = "id"
+    filterset_fields = ["state", "arch"]
+
+    def get_queryset(self):
+        return Host.objects.select_related("cluster", "cluster__region")
+
+    def retrieve(self, request, id=None):
+        return Response(s.HostSerializer(_host(id)).data)
+
+    @extend_schema(request=s.HostCreateSerializer, responses={201: s.HostSerializer})
+    def create(self, request):
+        data = validated(s.HostCreateSerializer, request)
+        cluster = Cluster.objects.filter(region__code=data.pop("region"), code=data.pop("availability_zone")).first()
+        if cluster is None:
+            raise NotFound("No such availability zone.", fields={"availability_zone": ["Unknown zone."]})
+        host = services.add_host(self.actor, cluster=cluster, **data)
+        return Response(s.HostSerializer(host).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.HostStateSerializer, responses=s.HostSerializer)
+    def partial_update(self, request, id=None):
+        host = _host(id)
+        data = validated(s.HostStateSerializer, request)
+        return Response(s.HostSerializer(services.set_host_state(self.actor, host=host, **data)).data)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, id=None):
+        services.remove_host(self.actor, host=_host(id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses={202: s.HostSerializer})
+    @action(detail=True, methods=["post"])
+    def drain(self, request, id=None):
+        host = services.drain_host(self.actor, host=_host(id))
+        return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: s.HostSerializer})
+    @action(detail=True, methods=["post"])
+    def evacuate(self, request, id=None):
+        host = services.evacuate_host(self.actor, host=_host(id))
+        return Response(s.HostSerializer(host).data, status=status.HTTP_202_ACCEPTED)
 
 
 class FlavorViewSet(mixins.ListModelMixin, PortalViewSet):

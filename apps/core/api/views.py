@@ -13,7 +13,7 @@ from rest_framework import viewsets
 
 from apps.core import permissions
 from apps.core.actor import Actor
-from apps.core.exceptions import NotFound
+from apps.core.exceptions import NotFound, PermissionDenied
 from apps.core.middleware import base_actor
 
 TENANT_HEADER = "X-Tenant-ID"
@@ -61,6 +61,8 @@ def api_actor(request) -> Actor:
 )
 class PortalViewSet(viewsets.GenericViewSet):
     actor: Actor
+    # Platform endpoints (hosts, migrations): operators only, 403 for everyone else.
+    operator_only = False
 
     @property
     def schema_only(self) -> bool:
@@ -71,6 +73,8 @@ class PortalViewSet(viewsets.GenericViewSet):
         super().initial(request, *args, **kwargs)
         self.actor = api_actor(request)
         request._request.actor = self.actor
+        if self.operator_only and not self.actor.is_operator:
+            raise PermissionDenied("Only operators can use this endpoint.")
 
     def perform_authentication(self, request):
         request.user  # noqa: B018  (forces authentication before the actor is built)

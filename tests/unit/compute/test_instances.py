@@ -274,3 +274,53 @@ def test_libvirt_console_log_is_refused_for_remote_hosts():
 
     with pytest.raises(Unsupported):
         LibvirtDriver("qemu+ssh://root@hv9/system").console_log("/x", limit=10)
+
+
+def test_operator_cold_migration_and_drain(a_owner, actor, run_tasks, operator, db):
+    inventory = make_inventory(hosts=2)
+    owner = actor(a_owner)
+    running, stopped = create(run_tasks, owner, inventory, count=2)
+    run_tasks(services.stop_instance, owner, instance=stopped, force=True)
+    source = Instance.objects.get(pk=running.pk).host
+    with pytest.raises(PermissionDenied):
+        services.migrate_instance(owner, instance=running)
+    run_tasks(services.migrate_instance, operator, instance=running)
+    moved = Instance.objects.get(pk=running.pk)
+    assert (moved.status, moved.host != source, moved.status_reason) == ("running", True, f"moved from {source.name}")
+    assert FakeDriver(moved.host.uri).domain_info(moved.public_id).state == "running"
+    with pytest.raises(DomainNotFound):
+        FakeDriver(source.uri).domain_info(moved.public_id)
+    source.refresh_from_db()
+    assert source.instances_count == (1 if Instance.objects.get(pk=stopped.pk).host_id == source.pk else 0)
+
+    busy = Instance.objects.get(pk=moved.pk).host
+    run_tasks(services.drain_host, operator, host=busy)
+    busy.refresh_from_db()
+    assert (busy.state, busy.instances_count, busy.vcpus_used) == ("disabled", 0, 0)
+    assert set(Instance.objects.values_list("status", flat=True)) == {"running", "stopped"}
+
+
+def test_evacuate_a_down_host(a_owner, actor, run_tasks, operator, db):
+    inventory = make_inventory(hosts=2)
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    dead = Instance.objects.get(pk=instance.pk).host
+    with pytest.raises(Conflict, match="only a host that is down"):
+        services.evacuate_host(operator, host=dead)
+    Host.objects.filter(pk=dead.pk).update(state=Host.DOWN)
+    run_tasks(services.evacuate_host, operator, host=Host.objects.get(pk=dead.pk))
+    rescued = Instance.objects.get(pk=instance.pk)
+    assert (rescued.status, rescued.host_id != dead.pk) == ("running", True)
+    assert FakeDriver(rescued.host.uri).domain_info(rescued.public_id).state == "running"
+
+
+def test_host_api_is_for_operators(api, a_owner, operator, inventory):
+    assert api(a_owner).get("/api/v1/hosts").status_code == 403
+    client = api(operator.user)
+    hosts = client.get("/api/v1/hosts").json()
+    assert hosts["count"] == 1 and hosts["results"][0]["vcpus"] == 8
+    host_id = hosts["results"][0]["id"]
+    assert client.patch(f"/api/v1/hosts/{host_id}", {"state": "maintenance"}).json()["state"] == "maintenance"
+    added = client.post("/api/v1/hosts", {"name": "hv9", "uri": "fake:///hv9", "region": "default",
+                                          "availability_zone": "az1"})
+    assert added.status_code == 201 and added.json()["memory_mb"] == 16384
+    assert client.delete(f"/api/v1/hosts/{added.json()['id']}").status_code == 204
