@@ -324,3 +324,26 @@ def test_host_api_is_for_operators(api, a_owner, operator, inventory):
                                           "availability_zone": "az1"})
     assert added.status_code == 201 and added.json()["memory_mb"] == 16384
     assert client.delete(f"/api/v1/hosts/{added.json()['id']}").status_code == 204
+
+
+def test_provision_rerun_after_a_worker_died_mid_task(a_owner, actor, inventory):
+    """State a killed worker leaves after defining the domain: row `building`, domain up.
+    The retried task finishes it, with exactly one domain and one claim."""
+    from apps.compute import tasks
+    from apps.core.models import Operation
+
+    [instance] = services.create_instances(actor(a_owner), name="crashy", flavor="t1.nano",
+                                           image=inventory["image"].public_id)  # tasks not run: no commit
+    operation = Operation.objects.get(resource_id=instance.public_id)
+    driver = FakeDriver("fake:///hv1")
+    instance = Instance.objects.select_related("host", "image", "tenant", "host__cluster").get(pk=instance.pk)
+    driver.ensure_domain(tasks.domain_spec(instance))
+    Instance.objects.filter(pk=instance.pk).update(status=Instance.BUILDING)
+
+    tasks.provision_instance(instance.pk, operation.pk)
+    tasks.provision_instance(instance.pk, operation.pk)  # a second retry is a no-op
+
+    assert Instance.objects.get(pk=instance.pk).status == "running"
+    assert [d.name for d in driver.list_domains()] == [instance.public_id]
+    assert Host.objects.get().instances_count == 1
+    assert Operation.objects.get(pk=operation.pk).status == "succeeded"
