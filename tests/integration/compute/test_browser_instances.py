@@ -14,14 +14,13 @@ import time
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) is not installed").expect
 
 from apps.compute import services, tasks
-from apps.compute.drivers.base import NotFound, Transient
+from apps.compute.drivers.base import NotFound
 from apps.compute.drivers.libvirt import LibvirtDriver
-from apps.compute.models import Host, Image, Instance
+from apps.compute.models import Host, Instance
 from apps.core.policies import OWNER
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, make_tenant
@@ -38,22 +37,6 @@ def sign_in(page, username: str, password: str) -> None:
     form.locator("input[name=password]").fill(password)
     form.get_by_role("button", name="Sign in").click()
     expect(page.get_by_test_id("whoami")).to_have_text(username)
-
-
-@pytest.fixture
-def tiny_image(transactional_db) -> Image:
-    """The compute inventory (region, zone, the local libvirt host, flavors, tiny image) in the
-    test database, committed so the daphne process sees it."""
-    try:
-        LibvirtDriver(settings.PORTAL_LIBVIRT_URI).host_capacity()
-    except Transient as exc:
-        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
-    call_command("seed_compute")
-    image = Image.objects.filter(boot=Image.KERNEL, status=Image.ACTIVE).first()
-    if image is None:
-        pytest.skip("the tiny image is not built; `make test` builds it (scripts/build_tiny_image.sh)")
-    assert Host.objects.filter(uri=settings.PORTAL_LIBVIRT_URI).exists(), "seed_compute did not add the local host"
-    return image
 
 
 def _remove_leftovers(tenant, driver: LibvirtDriver) -> None:

@@ -5,32 +5,22 @@ import time
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from apps.compute import services
-from apps.compute.drivers.base import Transient
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.management.commands.listen_events import watch
-from apps.compute.models import Host, Image, Instance
+from apps.compute.models import Host, Instance
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def real_instance(a_owner, actor, django_capture_on_commit_callbacks):
-    try:
-        LibvirtDriver(settings.PORTAL_LIBVIRT_URI).host_capacity()
-    except Transient as exc:
-        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
-    call_command("seed_compute")
-    image = Image.objects.filter(boot=Image.KERNEL, status=Image.ACTIVE).first()
-    if image is None:
-        pytest.skip("the tiny image is not built; `make test` builds it (scripts/build_tiny_image.sh)")
+def real_instance(tiny_image, libvirt_driver, a_owner, actor, django_capture_on_commit_callbacks):
     owner = actor(a_owner)
     with django_capture_on_commit_callbacks(execute=True):
-        [instance] = services.create_instances(owner, name="evented", flavor="t1.nano", image=image.public_id)
+        [instance] = services.create_instances(owner, name="evented", flavor="t1.nano", image=tiny_image.public_id)
     yield Instance.objects.get(pk=instance.pk)
-    LibvirtDriver(settings.PORTAL_LIBVIRT_URI).delete_domain(instance.public_id)
+    libvirt_driver.delete_domain(instance.public_id)
 
 
 def wait_for_status(instance, status, timeout=20):

@@ -5,26 +5,18 @@ import time
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from apps.compute import services
-from apps.compute.drivers.base import NotFound, Transient
+from apps.compute.drivers.base import NotFound
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.models import Host, Image, Instance
 from apps.compute.tasks import serial_log_path
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.integration]
+pytestmark = [pytest.mark.libvirt, pytest.mark.integration, pytest.mark.django_db]
 
 
 @pytest.fixture
-def libvirt_host(db):
-    try:
-        LibvirtDriver(settings.PORTAL_LIBVIRT_URI).host_capacity()
-    except Transient as exc:
-        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
-    call_command("seed_compute")
-    if not Image.objects.filter(boot=Image.KERNEL, status=Image.ACTIVE).exists():
-        pytest.skip("the tiny image is not built; `make test` builds it (scripts/build_tiny_image.sh)")
+def libvirt_host(tiny_image):
     return Host.objects.get(uri=settings.PORTAL_LIBVIRT_URI)
 
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.compute.drivers.base import DomainSpec, KernelBoot, Transient
-from apps.compute.drivers.libvirt import LibvirtDriver
+from apps.compute.drivers.base import DomainSpec, KernelBoot
 from tests.contracts import compute_driver as contract
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.integration]
@@ -17,13 +16,8 @@ BOOT_TIMEOUT = 90  # seconds; ~5 s is typical under TCG, CI machines are noisy
 
 
 @pytest.fixture
-def driver():
-    driver = LibvirtDriver(settings.PORTAL_LIBVIRT_URI)
-    try:
-        driver.host_capacity()
-    except Transient as exc:
-        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
-    return driver
+def driver(libvirt_driver):
+    return libvirt_driver
 
 
 @pytest.fixture

@@ -3,15 +3,13 @@
 Runs on whatever database the suite runs on: PostgreSQL locks the quota row
 (select_for_update); SQLite serialises writers (IMMEDIATE transactions)."""
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
-from apps.core.exceptions import QuotaExceeded
 from apps.core.models import AuditRecord
 from apps.tenants import services
 from apps.tenants.models import KeyPair, Quota
+from tests.concurrency import race
 from tests.factories.tenants import actor_for
 
 ATTEMPTS = 50
@@ -22,35 +20,13 @@ LIMIT = 10
 def test_fifty_concurrent_creates_never_overshoot_the_quota(a_owner, operator):
     services.set_quota(operator, tenant=a_owner.tenant, resource="key_pairs", limit=LIMIT)
     owner = actor_for(a_owner)
-    start = threading.Barrier(ATTEMPTS)
-    outcomes: list[str] = []
-    lock = threading.Lock()
+    outcomes = race(ATTEMPTS, lambda n: services.generate_key_pair(owner, name=f"race-{n}"))
 
-    def create(n: int) -> None:
-        try:
-            start.wait()
-            services.generate_key_pair(owner, name=f"race-{n}")
-            result = "created"
-        except QuotaExceeded:
-            result = "quota"
-        except Exception as exc:  # anything else is a bug the assertion below shows
-            result = f"{type(exc).__name__}: {exc}"
-        finally:
-            connections.close_all()
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=create, args=(n,)) for n in range(ATTEMPTS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert sorted(set(outcomes)) == ["created", "quota"], outcomes
-    assert outcomes.count("created") == LIMIT
+    assert sorted(set(outcomes)) == ["ok", "quota_exceeded"], outcomes
+    assert outcomes.count("ok") == LIMIT
     assert KeyPair.objects.filter(tenant=a_owner.tenant).count() == LIMIT
     row = Quota.objects.get(tenant=a_owner.tenant, resource="key_pairs")
     assert (row.in_use, row.reserved) == (LIMIT, 0)
     assert AuditRecord.objects.filter(action="keypair.generate", result="ok").count() == LIMIT
     assert AuditRecord.objects.filter(action="keypair.generate", error_code="quota_exceeded").count() == ATTEMPTS - LIMIT
-    print(f"{connection.vendor}: {outcomes.count('created')} created, {outcomes.count('quota')} refused")
+    print(f"{connection.vendor}: {outcomes.count('ok')} created, {outcomes.count('quota_exceeded')} refused")
