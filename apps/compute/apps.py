@@ -15,4 +15,5 @@ class ComputeConfig(AppConfig):
         register_quota("instances", "Instances", default=10)
         register_quota("vcpus", "vCPUs", default=20)
         register_quota("ram_mb", "RAM", default=40960, unit="MiB")
+        register_quota("images", "Images", default=10)
         register_nav("compute", "Instances", "instance-list", area="compute")

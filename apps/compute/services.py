@@ -18,7 +18,7 @@ from apps.compute.models import Cluster, Flavor, Host, Image, Instance, Instance
 from apps.core import events, permissions
 from apps.core.actor import Actor
 from apps.core.audit import audited
-from apps.core.exceptions import Conflict, NotFound, ValidationFailed
+from apps.core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 from apps.tenants.services import require_operator
 
 NAME_MAX = 128
@@ -225,6 +225,60 @@ def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro
         min_ram_mb=manifest.get("min_ram_mb", 96),
         created_by=actor.user,
     )
+
+
+@audited("image.upload", area="compute")
+def upload_image(actor: Actor, *, name: str, chunks, checksum_sha256: str = "", os_type: str = "linux",
+                 os_distro: str = "", os_version: str = "", arch: str = "x86_64", min_disk_gb: int = 0,
+                 min_ram_mb: int = 64, description: str = "") -> Image:
+    """A tenant's private disk image from an uploaded stream: size limit, SHA-256 (checked
+    against `checksum_sha256` when given), format detected from the content. The image row is
+    written only once the file is complete and valid: a refused upload leaves nothing."""
+    from apps.compute import imagestore
+    from apps.core.ids import new_public_id
+    from apps.tenants import quotas
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require_area(actor, "compute", "create")
+    name = _clean_name(name)
+    if arch not in ("x86_64", "aarch64"):
+        raise ValidationFailed("Unknown architecture.", fields={"arch": ["x86_64 or aarch64."]})
+    quotas.consume(tenant, amounts={"images": 1})
+    public_id = new_public_id(Image.public_id_prefix)
+    folder = imagestore.image_dir(public_id)
+    info = imagestore.receive(chunks, folder / "disk", max_bytes=settings.PORTAL_IMAGE_MAX_MB << 20,
+                              expected_sha256=checksum_sha256)
+    try:
+        min_disk = max(min_disk_gb, -(-info.virtual_size // (1 << 30)))
+        return Image.objects.create(
+            public_id=public_id, owner=tenant, name=name, description=description, visibility=Image.PRIVATE,
+            status=Image.ACTIVE, os_type=os_type, os_distro=os_distro, os_version=os_version, arch=arch,
+            boot=Image.DISK, disk_format=info.format, disk_file=str(folder / "disk"), size_bytes=info.size,
+            checksum_sha256=info.sha256, min_disk_gb=min_disk, min_ram_mb=min_ram_mb, created_by=actor.user,
+        )
+    except BaseException:
+        imagestore.remove(public_id)
+        raise
+
+
+@audited("image.delete", area="compute")
+def delete_image(actor: Actor, *, image: Image) -> Image:
+    """Delete a tenant's own image; refused while instances use it."""
+    from apps.compute import imagestore
+    from apps.tenants import quotas
+
+    image = Image.objects.select_for_update().get(pk=image.pk)
+    if image.owner_id is None or not Image.objects.for_actor(actor, "delete").filter(pk=image.pk).exists():
+        raise PermissionDenied("Only the owning tenant deletes an image.")
+    users = Instance.objects.filter(image=image, deleted_at__isnull=True).count()
+    if users:
+        raise Conflict(f"{users} instances use image {image.public_id}.")
+    image.deleted_at = timezone.now()
+    image.save(update_fields=["deleted_at"])
+    quotas.release(image.owner, amounts={"images": 1})
+    transaction.on_commit(lambda: imagestore.remove(image.public_id))
+    return image
 
 
 # --- instances ----------------------------------------------------------------------------

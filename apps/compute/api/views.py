@@ -1,8 +1,13 @@
 """Compute API: instances (with power actions), flavors, images."""
 
+from pathlib import Path
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from apps.compute import selectors, services
@@ -174,13 +179,38 @@ class FlavorViewSet(mixins.ListModelMixin, PortalViewSet):
 
 
 class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """Public images, the tenant's own and those shared with it."""
+    """Public images, the tenant's own and those shared with it. Upload a qcow2/raw disk
+    image (multipart), download one, delete your own."""
 
     model = Image
     serializer_class = s.ImageSerializer
     list_selector = staticmethod(selectors.list_images)
     filterset_fields = ["os_type", "arch", "visibility", "boot"]
-    action_permissions = {"list": "view", "retrieve": "view"}
+    action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete",
+                          "download": "view"}
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    @extend_schema(request={"multipart/form-data": s.ImageUploadSerializer}, responses={201: s.ImageSerializer})
+    def create(self, request):
+        data = validated(s.ImageUploadSerializer, request)
+        upload = data.pop("file")
+        image = services.upload_image(self.actor, chunks=upload.chunks(), **data)
+        return Response(s.ImageSerializer(image).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, id=None):
+        services.delete_image(self.actor, image=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, summary="Download the image")
+    @action(detail=True, methods=["get"])
+    def download(self, request, id=None):
+        image = self.get_object()
+        path = Path(image.disk_file) if image.disk_file else None
+        if image.boot != Image.DISK or path is None or not path.is_file():
+            raise NotFound(f"Image {image.public_id} has no disk file to download.")
+        return FileResponse(path.open("rb"), as_attachment=True, filename=f"{image.public_id}.{image.disk_format}",
+                            content_type="application/octet-stream")
 
 
 class InstanceGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
