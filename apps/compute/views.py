@@ -3,6 +3,7 @@
 from django.shortcuts import redirect
 
 from apps.compute import forms, selectors, services
+from apps.core.exceptions import Conflict
 from apps.core.views import ConsoleView, error_status
 from apps.tenants.selectors import list_key_pairs
 
@@ -50,6 +51,18 @@ class InstanceDetailView(ConsoleView):
             {"instance": instance, "actions": selectors.instance_actions(self.actor, instance)[:20]},
             template=template,
         )
+
+
+class InstanceConsoleLogView(ConsoleView):
+    """The tail of the serial console, loaded into the detail page on demand (htmx)."""
+
+    def get(self, request, public_id):
+        instance = selectors.get_instance(self.actor, public_id)
+        try:
+            context = {"text": services.console_log(self.actor, instance=instance), "ok": True}
+        except Conflict as exc:  # e.g. a remote host whose logs are not collected
+            context = {"text": exc.message, "ok": False}
+        return self.render(context, template="compute/_console_log.html")
 
 
 ACTIONS = {

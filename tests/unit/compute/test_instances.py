@@ -187,6 +187,8 @@ def test_instance_pages(a_owner, inventory, client, django_capture_on_commit_cal
     instance = Instance.objects.get()
     detail = client.get(f"/instances/{instance.public_id}/").content.decode()
     assert "instance.create" in detail and "page-vm" in detail
+    log = client.get(f"/instances/{instance.public_id}/console-log", HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-testid="console-log"' in log and instance.public_id in log
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"/instances/{instance.public_id}/force-stop")
     assert Instance.objects.get().status == "stopped"
