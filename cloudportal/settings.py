@@ -256,6 +256,8 @@ PORTAL_ALLOW_FAKE_DRIVERS = False
 PORTAL_LIBVIRT_URI = env_str("PORTAL_LIBVIRT_URI", "qemu:///system")
 # Seconds a host's libvirt may stay silent before the host is marked down.
 PORTAL_HOST_DOWN_AFTER = env_int("PORTAL_HOST_DOWN_AFTER", 180)
+# URL prefixes tenants may import images from (comma-separated); empty: import is off.
+PORTAL_IMAGE_IMPORT_ALLOWED = env_list("PORTAL_IMAGE_IMPORT_ALLOWED")
 # Largest image file a tenant may upload, in MiB.
 PORTAL_IMAGE_MAX_MB = env_int("PORTAL_IMAGE_MAX_MB", 20480)
 # Seconds a guest gets to shut down on ACPI before it is powered off.

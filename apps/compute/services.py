@@ -262,6 +262,41 @@ def upload_image(actor: Actor, *, name: str, chunks, checksum_sha256: str = "", 
         raise
 
 
+@audited("image.import", area="compute")
+def import_image(actor: Actor, *, name: str, url: str, checksum_sha256: str = "", os_type: str = "linux",
+                 os_distro: str = "", os_version: str = "", arch: str = "x86_64", min_ram_mb: int = 64,
+                 description: str = "") -> Image:
+    """Import a disk image from a URL the operators allow: the image is `queued` at once and
+    a task downloads it (progress in an operation), checks it like an upload and makes it
+    `active` — or `error` with the reason."""
+    from apps.compute import tasks
+    from apps.core.services import start_operation
+    from apps.core.tasks import enqueue_on_commit
+    from apps.tenants import quotas
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require_area(actor, "compute", "create")
+    allowed = settings.PORTAL_IMAGE_IMPORT_ALLOWED
+    if not allowed:
+        raise Conflict("Image import is not enabled on this platform.", code="unsupported")
+    if not any(url.startswith(prefix) for prefix in allowed):
+        raise ValidationFailed("This URL is not an allowed image source.",
+                               fields={"url": [f"Allowed sources: {', '.join(allowed)}"]})
+    if arch not in ("x86_64", "aarch64"):
+        raise ValidationFailed("Unknown architecture.", fields={"arch": ["x86_64 or aarch64."]})
+    quotas.consume(tenant, amounts={"images": 1})
+    image = Image.objects.create(
+        owner=tenant, name=_clean_name(name), description=description, visibility=Image.PRIVATE,
+        status=Image.QUEUED, os_type=os_type, os_distro=os_distro, os_version=os_version, arch=arch, boot=Image.DISK,
+        min_ram_mb=min_ram_mb, checksum_sha256=checksum_sha256.lower(), created_by=actor.user,
+    )
+    operation = start_operation(actor, area="compute", kind="image.import", name=f"Import {image.name}",
+                                resource_id=image.public_id, params={"url": url})
+    enqueue_on_commit(tasks.import_image, image.pk, operation.pk)
+    return image
+
+
 @audited("image.delete", area="compute")
 def delete_image(actor: Actor, *, image: Image) -> Image:
     """Delete a tenant's own image; refused while instances use it."""

@@ -187,7 +187,7 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     list_selector = staticmethod(selectors.list_images)
     filterset_fields = ["os_type", "arch", "visibility", "boot"]
     action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete",
-                          "download": "view"}
+                          "download": "view", "import_url": "create"}
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     @extend_schema(request={"multipart/form-data": s.ImageUploadSerializer}, responses={201: s.ImageSerializer})
@@ -196,6 +196,13 @@ class ImageViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         upload = data.pop("file")
         image = services.upload_image(self.actor, chunks=upload.chunks(), **data)
         return Response(s.ImageSerializer(image).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ImageImportSerializer, responses={202: s.ImageSerializer},
+                   summary="Import from an allowed URL")
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[JSONParser])
+    def import_url(self, request):
+        image = services.import_image(self.actor, **validated(s.ImageImportSerializer, request))
+        return Response(s.ImageSerializer(image).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={204: None})
     def destroy(self, request, id=None):

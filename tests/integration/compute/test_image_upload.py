@@ -73,3 +73,42 @@ def test_disk_images_cannot_boot_instances_yet(api, a_owner, qcow2, settings, tm
     image = upload(client, qcow2).json()
     response = client.post("/api/v1/instances", {"name": "vm", "flavor": "t1.nano", "image": image["id"]})
     assert response.status_code == 400 and "block storage" in response.json()["message"]
+
+
+@pytest.fixture
+def image_server(tmp_path, qcow2):
+    """A local HTTP server (loopback only) serving the qcow2 file."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+    shutil.copy(qcow2, tmp_path / "www" / "disk.qcow2")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_import_from_an_allowed_url(api, a_owner, image_server, settings, tmp_path, django_capture_on_commit_callbacks):
+    settings.PORTAL_LIBVIRT_DIR = tmp_path / "store"
+    client = api(a_owner)
+    settings.PORTAL_IMAGE_IMPORT_ALLOWED = []
+    assert client.post("/api/v1/images/import", {"name": "x", "url": image_server + "disk.qcow2"}).status_code == 409
+    settings.PORTAL_IMAGE_IMPORT_ALLOWED = [image_server]
+    refused = client.post("/api/v1/images/import", {"name": "x", "url": "http://127.0.0.2/disk.qcow2"})
+    assert refused.status_code == 400 and "url" in refused.json()["fields"]
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = client.post("/api/v1/images/import", {"name": "imported", "url": image_server + "disk.qcow2"})
+    assert queued.status_code == 202 and queued.json()["status"] == "queued"
+    image = client.get(f"/api/v1/images/{queued.json()['id']}").json()
+    assert (image["status"], image["disk_format"], image["min_disk_gb"]) == ("active", "qcow2", 3)
+    operation = client.get(f"/api/v1/operations?resource_id={image['id']}").json()["results"][0]
+    assert (operation["status"], operation["progress"]) == ("succeeded", 100)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        missing = client.post("/api/v1/images/import", {"name": "gone", "url": image_server + "nope.qcow2"}).json()
+    failed = client.get(f"/api/v1/images/{missing['id']}").json()
+    assert failed["status"] == "error" and "404" in failed["description"]
