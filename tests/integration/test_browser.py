@@ -20,6 +20,7 @@ expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) 
 from apps.core.models import AuditRecord
 from apps.tenants.models import KeyPair, Membership, Tenant
 from tests.factories.tenants import PASSWORD, make_tenant
+from tests.integration.pages import sign_in
 
 LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
 
@@ -37,15 +38,6 @@ def _png_facts(path) -> tuple[int, int, int]:
             idat += body
         pos += 12 + length
     return width, height, len(set(zlib.decompress(idat)))
-
-
-def sign_in(page, username: str, password: str) -> None:
-    page.goto("/login/")
-    form = page.locator("form:has(input[name=username])")
-    form.locator("input[name=username]").fill(username)
-    form.locator("input[name=password]").fill(password)
-    form.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_test_id("whoami")).to_have_text(username)
 
 
 def generate_key(page, name: str):

@@ -145,26 +145,23 @@ class MigrateSerializer(serializers.Serializer):
                                  help_text="Target host id; default: chosen by the scheduler.")
 
 
-class ImageUploadSerializer(serializers.Serializer):
+class ImageDescriptionSerializer(serializers.Serializer):
+    """What a tenant says about an image it brings; the file itself is checked by the portal."""
+
     name = serializers.CharField(max_length=128)
+    checksum_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")
+    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    os_type = serializers.ChoiceField(choices=["linux", "windows"], default="linux")
+    os_distro = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    os_version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    arch = serializers.ChoiceField(choices=["x86_64", "aarch64"], default="x86_64")
+    min_ram_mb = serializers.IntegerField(min_value=64, default=64)
+
+
+class ImageUploadSerializer(ImageDescriptionSerializer):
     file = serializers.FileField(help_text="qcow2 or raw; the format is detected from the content.")
-    checksum_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")
-    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
-    os_type = serializers.ChoiceField(choices=["linux", "windows"], default="linux")
-    os_distro = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    os_version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    arch = serializers.ChoiceField(choices=["x86_64", "aarch64"], default="x86_64")
     min_disk_gb = serializers.IntegerField(min_value=0, default=0)
-    min_ram_mb = serializers.IntegerField(min_value=64, default=64)
 
 
-class ImageImportSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=128)
-    url = serializers.URLField(max_length=1000)
-    checksum_sha256 = serializers.RegexField(r"^[0-9a-fA-F]{64}$", required=False, allow_blank=True, default="")
-    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
-    os_type = serializers.ChoiceField(choices=["linux", "windows"], default="linux")
-    os_distro = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    os_version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    arch = serializers.ChoiceField(choices=["x86_64", "aarch64"], default="x86_64")
-    min_ram_mb = serializers.IntegerField(min_value=64, default=64)
+class ImageImportSerializer(ImageDescriptionSerializer):
+    url = serializers.URLField(max_length=1000, help_text="Must start with an operator-allowed prefix.")

@@ -24,19 +24,11 @@ from apps.compute.models import Host, Instance
 from apps.core.policies import OWNER
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, make_tenant
+from tests.integration.pages import sign_in
 
 LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
 RUNNING_TIMEOUT_MS = 60_000  # create → domain started, inside the POST, seen through the websocket
 INSTANCE_NAME = "browser-vm"
-
-
-def sign_in(page, username: str, password: str) -> None:
-    page.goto("/login/")
-    form = page.locator("form:has(input[name=username])")
-    form.locator("input[name=username]").fill(username)
-    form.locator("input[name=password]").fill(password)
-    form.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_test_id("whoami")).to_have_text(username)
 
 
 def _remove_leftovers(tenant, driver: LibvirtDriver) -> None:
