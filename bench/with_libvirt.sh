@@ -17,14 +17,7 @@ install_cleanup_traps
 
 [[ $# -ge 1 ]] || die "usage: bench/with_libvirt.sh bench/PROGRAM.py [ARGS...]"
 
-export PORTAL_LIBVIRT_URI="${PORTAL_LIBVIRT_URI:-$PORTAL_LIBVIRT_SYSTEM_URI}"
-ensure_libvirt_dir
-if [[ "$PORTAL_LIBVIRT_URI" == "$PORTAL_LIBVIRT_SYSTEM_URI" ]]; then
-    libvirt_start || die "libvirtd did not start (apt packages: ${libvirt_packages[*]})"
-else
-    log "using the caller's PORTAL_LIBVIRT_URI ($PORTAL_LIBVIRT_URI)"
-fi
-"$PORTAL_ROOT/scripts/build_tiny_image.sh"
+libvirt_ready
 
 rc=0
 "$PORTAL_PY" "$@" || rc=$?

@@ -513,6 +513,20 @@ libvirt_start() {
     return 1
 }
 
+# libvirt_ready: what the portal, the tests and the benchmarks need from libvirt: PORTAL_LIBVIRT_URI
+# exported (default qemu:///system), the guest-file folder, the daemons when that URI is the
+# local system one (a caller's other URI, e.g. test:///default, needs none), and the tiny image.
+libvirt_ready() {
+    export PORTAL_LIBVIRT_URI="${PORTAL_LIBVIRT_URI:-$PORTAL_LIBVIRT_SYSTEM_URI}"
+    ensure_libvirt_dir
+    if [[ "$PORTAL_LIBVIRT_URI" == "$PORTAL_LIBVIRT_SYSTEM_URI" ]]; then
+        libvirt_start || die "libvirtd did not start (set PORTAL_LIBVIRT_URI=test:///default to run without it)"
+    else
+        log "using the caller's PORTAL_LIBVIRT_URI ($PORTAL_LIBVIRT_URI)"
+    fi
+    "$PORTAL_ROOT/scripts/build_tiny_image.sh"
+}
+
 # libvirt_stop: stop the daemons libvirt_start started (libvirtd, then virtlogd), by PID. Quiet;
 # a no-op otherwise. Running guests (qemu processes) survive a libvirtd stop.
 libvirt_stop() {

@@ -34,11 +34,7 @@ mkdir -p "$PORTAL_STATE"
 # `on_exit 'kill $(cat var/...pid)'`; they are stopped when this script ends.
 # virtlogd + libvirtd: started (and stopped at the end) only if they are not running already and
 # PORTAL_LIBVIRT_URI is unset or qemu:///system. The tiny guest image is built once.
-ensure_libvirt_dir
-if [[ "${PORTAL_LIBVIRT_URI:-$PORTAL_LIBVIRT_SYSTEM_URI}" == "$PORTAL_LIBVIRT_SYSTEM_URI" ]]; then
-    libvirt_start || die "libvirtd did not start (set PORTAL_LIBVIRT_URI=test:///default to run without it)"
-fi
-"$PORTAL_ROOT/scripts/build_tiny_image.sh"
+libvirt_ready
 
 # --- database, static files, demo data, schedules (all idempotent) ---------------------------
 manage() { "$PORTAL_PY" manage.py "$@"; }

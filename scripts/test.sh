@@ -43,15 +43,7 @@ ensure_venv
 compose_validate "$PORTAL_ROOT/docker/compose.yml"
 
 # --- libvirt + QEMU (up for both runs) -------------------------------------------------------
-# A caller's other PORTAL_LIBVIRT_URI (e.g. test:///default) needs no daemon.
-export PORTAL_LIBVIRT_URI="${PORTAL_LIBVIRT_URI:-$PORTAL_LIBVIRT_SYSTEM_URI}"
-ensure_libvirt_dir
-if [[ "$PORTAL_LIBVIRT_URI" == "$PORTAL_LIBVIRT_SYSTEM_URI" ]]; then
-    libvirt_start || die "libvirtd did not start"
-else
-    log "using the caller's PORTAL_LIBVIRT_URI ($PORTAL_LIBVIRT_URI)"
-fi
-"$PORTAL_ROOT/scripts/build_tiny_image.sh"
+libvirt_ready
 
 # --- pytest arguments ------------------------------------------------------------------------
 # PYTEST_ARGS is split like a shell would (quotes work), then the script's own arguments.
