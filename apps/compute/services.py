@@ -137,7 +137,7 @@ def refresh_host(host_id: int, *, down_after_seconds: int) -> Host:
 
 
 # Periodic or hypervisor-driven, not user actions (what they change is recorded as "system").
-UNAUDITED = ("refresh_host",)
+UNAUDITED = ("refresh_host", "apply_domain_event", "reconcile_host", "publish_instance")
 
 
 # --- flavors ------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
                                     resource_id=instance.public_id)
         enqueue_on_commit(provision_instance, instance.pk, operation.pk)
-        _publish(instance)
+        publish_instance(instance)
         created.append(instance)
     return created
 
@@ -409,7 +409,8 @@ def _check_fit(flavor: Flavor, image: Image) -> None:
         raise ValidationFailed(" ".join(m for ms in problems.values() for m in ms), fields=problems)
 
 
-def _publish(instance: Instance) -> None:
+def publish_instance(instance: Instance) -> None:
+    """Tell the tenant's open pages the instance's status (on commit)."""
     events.publish(instance.tenant_id, {"type": "instance", "id": instance.public_id, "status": instance.status,
                                         "reason": instance.status_reason})
 
@@ -423,7 +424,7 @@ def _transition(actor: Actor, instance: Instance, action: str, allowed: tuple[st
                        code="invalid_state")
     instance.status, instance.status_reason = new_status, ""
     instance.save(update_fields=["status", "status_reason", "updated_at"])
-    _publish(instance)
+    publish_instance(instance)
     return instance
 
 
@@ -548,7 +549,7 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     locked.flavor, locked.vcpus, locked.ram_mb = new, new.vcpus, new.ram_mb
     locked.status, locked.status_reason = Instance.RESIZING, ""
     locked.save(update_fields=["flavor", "vcpus", "ram_mb", "status", "status_reason", "updated_at"])
-    _publish(locked)
+    publish_instance(locked)
     enqueue_on_commit(tasks.resize_instance, locked.pk)
     return locked
 
@@ -596,7 +597,7 @@ def _start_move(instance: Instance, target: Host | None, *, from_down_host: bool
     was = instance.status
     instance.status, instance.status_reason = Instance.MIGRATING, f"to {new_host.name}"
     instance.save(update_fields=["status", "status_reason", "updated_at"])
-    _publish(instance)
+    publish_instance(instance)
     enqueue_on_commit(tasks.move_instance, instance.pk, source_id, new_host.pk, int(was == Instance.RUNNING),
                       int(from_down_host))
     return instance
@@ -692,7 +693,7 @@ def _observed(instance: Instance, status: str, reason: str, action: str = "insta
     instance.save(update_fields=["status", "status_reason", "updated_at"])
     record(Actor.system(tenant=instance.tenant), action=action, area="compute", resource=instance,
            details={"status": status, "reason": reason})
-    _publish(instance)
+    publish_instance(instance)
 
 
 @transaction.atomic
@@ -713,9 +714,6 @@ def apply_domain_event(event) -> Instance | None:
     elif instance.status in (Instance.STOPPED, Instance.ERROR) and event.state == RUNNING:
         _observed(instance, Instance.RUNNING, f"Started outside the portal ({event.detail}).")
     return instance
-
-
-UNAUDITED = UNAUDITED + ("apply_domain_event", "reconcile_host")
 
 
 def reconcile_host(host_id: int) -> dict[str, list[str]]:

@@ -55,7 +55,7 @@ def _set_status(instance_id: int, status: str, reason: str = "", **fields) -> In
         for key, value in fields.items():
             setattr(instance, key, value)
         instance.save()
-        services._publish(instance)
+        services.publish_instance(instance)
     return instance
 
 
@@ -80,7 +80,7 @@ def provision_instance(instance_id: int, operation_id: int) -> None:
         if instance.status == Instance.BUILDING:
             instance.status, instance.launched_at = Instance.RUNNING, timezone.now()
             instance.save(update_fields=["status", "launched_at", "updated_at"])
-            services._publish(instance)
+            services.publish_instance(instance)
     core_services.operation_finish(operation_id, result={"host": instance.host.name}, log="running")
 
 
@@ -94,7 +94,7 @@ def _fail_build(instance: Instance, operation_id: int, reason: str) -> None:
             scheduler.release(locked.host_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
         locked.host, locked.status, locked.status_reason = None, Instance.ERROR, f"Build failed: {reason}"[:512]
         locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
-        services._publish(locked)
+        services.publish_instance(locked)
     core_services.operation_fail(operation_id, error=reason)
 
 
@@ -192,7 +192,7 @@ def move_instance(instance_id: int, source_id: int, target_id: int, power_on: in
         locked.status = Instance.RUNNING if power_on else Instance.STOPPED
         locked.status_reason = f"moved from {source.name}"
         locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
-        services._publish(locked)
+        services.publish_instance(locked)
 
 
 IMPORT_TIMEOUT = 60  # seconds without data before a download is abandoned
@@ -264,7 +264,7 @@ def destroy_instance(instance_id: int) -> None:
                        amounts={"instances": 1, "vcpus": locked.vcpus, "ram_mb": locked.ram_mb})
         locked.status, locked.host, locked.deleted_at = Instance.DELETED, None, timezone.now()
         locked.save(update_fields=["status", "host", "deleted_at", "updated_at"])
-        services._publish(locked)
+        services.publish_instance(locked)
     serial_log_path(instance).unlink(missing_ok=True)
 
 

@@ -35,7 +35,3 @@ def publish(tenant_id: int | None, payload: dict) -> None:
     if tenant_id is None:
         return
     transaction.on_commit(lambda: _send(tenant_group(tenant_id), payload))
-
-
-def publish_to_user(user_id: int, payload: dict) -> None:
-    transaction.on_commit(lambda: _send(user_group(user_id), payload))

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -38,6 +38,13 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def _out(self, instance, code=status.HTTP_202_ACCEPTED):
         return Response(s.InstanceSerializer(instance, context=self.get_serializer_context()).data, status=code)
 
+    def _act(self, service, body=None, code=status.HTTP_202_ACCEPTED):
+        """Run an instance action: the instance first (another tenant's → 404 before any
+        400 about the body), then the body's fields as the service's keyword arguments."""
+        instance = self.get_object()
+        data = validated(body, self.request) if body else {}
+        return self._out(service(self.actor, instance=instance, **data), code)
+
     @extend_schema(request=s.InstanceCreateSerializer, responses={202: s.InstanceSerializer(many=True)})
     def create(self, request):
         instances = services.create_instances(self.actor, **validated(s.InstanceCreateSerializer, request))
@@ -46,64 +53,47 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
 
     @extend_schema(request=s.InstanceUpdateSerializer, responses=s.InstanceSerializer)
     def partial_update(self, request, id=None):
-        instance = self.get_object()
-        data = validated(s.InstanceUpdateSerializer, request)
-        return self._out(services.update_instance(self.actor, instance=instance, **data), status.HTTP_200_OK)
+        return self._act(services.update_instance, s.InstanceUpdateSerializer, status.HTTP_200_OK)
 
     @extend_schema(responses={202: s.InstanceSerializer})
     def destroy(self, request, id=None):
-        return self._out(services.delete_instance(self.actor, instance=self.get_object()))
+        return self._act(services.delete_instance)
 
     @extend_schema(request=None, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def start(self, request, id=None):
-        return self._out(services.start_instance(self.actor, instance=self.get_object()))
+        return self._act(services.start_instance)
 
     @extend_schema(request=s.StopSerializer, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, id=None):
-        instance = self.get_object()
-        force = validated(s.StopSerializer, request)["force"]
-        return self._out(services.stop_instance(self.actor, instance=instance, force=force))
+        return self._act(services.stop_instance, s.StopSerializer)
 
     @extend_schema(request=s.RebootSerializer, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def reboot(self, request, id=None):
-        instance = self.get_object()
-        hard = validated(s.RebootSerializer, request)["hard"]
-        return self._out(services.reboot_instance(self.actor, instance=instance, hard=hard))
-
+        return self._act(services.reboot_instance, s.RebootSerializer)
 
     @extend_schema(request=s.RebuildSerializer, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def rebuild(self, request, id=None):
-        instance = self.get_object()
-        image = validated(s.RebuildSerializer, request)["image"]
-        return self._out(services.rebuild_instance(self.actor, instance=instance, image=image))
+        return self._act(services.rebuild_instance, s.RebuildSerializer)
 
     @extend_schema(request=s.ResizeSerializer, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
     def resize(self, request, id=None):
-        instance = self.get_object()
-        flavor = validated(s.ResizeSerializer, request)["flavor"]
-        return self._out(services.resize_instance(self.actor, instance=instance, flavor=flavor))
+        return self._act(services.resize_instance, s.ResizeSerializer)
 
     @extend_schema(request=s.PasswordSerializer, responses=s.InstanceSerializer)
     @action(detail=True, methods=["post"], url_path="reset-password")
     def reset_password(self, request, id=None):
-        instance = self.get_object()
-        data = validated(s.PasswordSerializer, request)
-        return self._out(services.reset_password(self.actor, instance=instance, **data), status.HTTP_200_OK)
-
+        return self._act(services.reset_password, s.PasswordSerializer, status.HTTP_200_OK)
 
     @extend_schema(responses={(200, "text/plain"): str}, summary="Serial console output (last 64 KiB)")
     @action(detail=True, methods=["get"], url_path="console-log")
     def console_log(self, request, id=None):
-        from django.http import HttpResponse
-
         text = services.console_log(self.actor, instance=self.get_object())
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
-
 
     @extend_schema(request=s.MigrateSerializer, responses={202: s.InstanceSerializer}, summary="Cold-migrate (operators)")
     @action(detail=True, methods=["post"])

@@ -13,7 +13,7 @@ from rest_framework import viewsets
 
 from apps.core import permissions
 from apps.core.actor import Actor
-from apps.core.exceptions import NotFound, PermissionDenied
+from apps.core.exceptions import NotFound, PermissionDenied, ValidationFailed
 from apps.core.middleware import base_actor
 
 TENANT_HEADER = "X-Tenant-ID"
@@ -40,8 +40,6 @@ def api_actor(request) -> Actor:
     header = request.headers.get(TENANT_HEADER)
     if token and token.tenant_id:
         if header and header != token.tenant.public_id:
-            from apps.core.exceptions import ValidationFailed
-
             raise ValidationFailed(
                 "This token is bound to another tenant.", fields={"tenant": [f"Use {token.tenant.public_id}."]}
             )
