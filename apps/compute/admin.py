@@ -36,11 +36,13 @@ class HostAdmin(admin.ModelAdmin):
                     "instances_count", "heartbeat_at"]
     list_filter = ["state", "cluster__region", "cluster", "arch", "kvm_usable"]
     search_fields = ["name", "uri", "hostname", "public_id"]
-    readonly_fields = ["public_id", "uri", "hostname", "arch", "cpu_model", "vcpus", "memory_mb", "numa_nodes",
-                       "kvm_usable", "pci_devices", "hypervisor_version", "heartbeat_at", "vcpus_used",
-                       "memory_mb_used", "instances_count", "state", "state_reason"]
-    fields = ["name", "cluster", "uri", "management_address", "state", "state_reason", "virt_type",
-              "cpu_allocation_ratio", "ram_allocation_ratio", "reserved_memory_mb", *readonly_fields[2:-2]]
+    # Read from libvirt or kept by the scheduler and heartbeat; the state changes through actions.
+    OBSERVED = ["hostname", "arch", "cpu_model", "vcpus", "memory_mb", "numa_nodes", "kvm_usable", "pci_devices",
+                "hypervisor_version", "heartbeat_at", "vcpus_used", "memory_mb_used", "instances_count"]
+    SETTINGS = ["management_address", "virt_type", "cpu_allocation_ratio", "ram_allocation_ratio",
+                "reserved_memory_mb"]
+    readonly_fields = ["public_id", "name", "cluster", "uri", "state", "state_reason", *OBSERVED]
+    fields = ["public_id", "name", "cluster", "uri", "state", "state_reason", *SETTINGS, *OBSERVED]
     actions = ["enable", "disable", "maintenance", "remove"]
 
     @admin.display(description="vCPU used / capacity")
@@ -67,6 +69,10 @@ class HostAdmin(admin.ModelAdmin):
         context = {**self.admin_site.each_context(request), "title": "Add a host", "form": form,
                    "opts": self.model._meta}
         return render(request, "admin/compute/add_host.html", context)
+
+    def save_model(self, request, obj, form, change):
+        call(request, services.update_host, host=obj, success="Host saved.",
+             **{field: form.cleaned_data[field] for field in self.SETTINGS})
 
     def _set_state(self, request, queryset, state):
         for host in queryset:

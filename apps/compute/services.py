@@ -90,6 +90,23 @@ def add_host(actor: Actor, *, cluster: Cluster, name: str, uri: str, management_
     return host
 
 
+@audited("host.update", area="compute")
+def update_host(actor: Actor, *, host: Host, management_address: str, virt_type: str, cpu_allocation_ratio,
+                ram_allocation_ratio, reserved_memory_mb: int) -> Host:
+    """Operator settings of a host. Lower ratios never evict running instances; they only
+    leave less room for new ones."""
+    require_operator(actor)
+    if min(cpu_allocation_ratio, ram_allocation_ratio) <= 0:
+        raise ValidationFailed("Allocation ratios must be positive.", fields={"cpu_allocation_ratio": ["> 0."]})
+    host = Host.objects.select_for_update().get(pk=host.pk)
+    host.management_address, host.virt_type = management_address, virt_type
+    host.cpu_allocation_ratio, host.ram_allocation_ratio = cpu_allocation_ratio, ram_allocation_ratio
+    host.reserved_memory_mb = reserved_memory_mb
+    host.save(update_fields=["management_address", "virt_type", "cpu_allocation_ratio", "ram_allocation_ratio",
+                             "reserved_memory_mb"])
+    return host
+
+
 @audited("host.set_state", area="compute")
 def set_host_state(actor: Actor, *, host: Host, state: str, reason: str = "") -> Host:
     """Enable, disable (no new instances) or put in maintenance; `down` is set by heartbeats."""

@@ -161,3 +161,19 @@ def test_back_office_pages_render(a_owner, admin_client):
 def test_tenants_cannot_open_the_back_office(a_owner):
     response = logged_in(a_owner).get("/backoffice/")
     assert response.status_code == 302 and "/backoffice/login/" in response["Location"]
+
+
+def test_back_office_host_settings_go_through_the_service(admin_client):
+    from apps.compute.models import Host
+    from tests.factories.compute import make_inventory
+
+    make_inventory()
+    host = Host.objects.get()
+    url = f"/backoffice/compute/host/{host.pk}/change/"
+    assert admin_client.get(url).status_code == 200
+    admin_client.post(url, {"management_address": "10.0.0.9", "virt_type": "qemu", "cpu_allocation_ratio": "2.5",
+                            "ram_allocation_ratio": "1.0", "reserved_memory_mb": 1024})
+    host.refresh_from_db()
+    assert (host.management_address, str(host.cpu_allocation_ratio), host.reserved_memory_mb) == ("10.0.0.9", "2.50",
+                                                                                               1024)
+    assert AuditRecord.objects.get(action="host.update").via == "backoffice"
