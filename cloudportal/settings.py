@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -77,6 +78,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenants",
     "apps.compute",
+    "apps.console",
 ]
 
 MIDDLEWARE = [
@@ -262,6 +264,27 @@ PORTAL_IMAGE_IMPORT_ALLOWED = env_list("PORTAL_IMAGE_IMPORT_ALLOWED")
 PORTAL_IMAGE_MAX_MB = env_int("PORTAL_IMAGE_MAX_MB", 20480)
 # Seconds a guest gets to shut down on ACPI before it is powered off.
 PORTAL_STOP_TIMEOUT = env_int("PORTAL_STOP_TIMEOUT", 60)
+
+# --- VNC consoles ---
+# Seconds a console ticket may wait for its first (and only) use.
+PORTAL_CONSOLE_TICKET_TTL = env_int("PORTAL_CONSOLE_TICKET_TTL", 45)
+if not 30 <= PORTAL_CONSOLE_TICKET_TTL <= 60:
+    raise ImproperlyConfigured("PORTAL_CONSOLE_TICKET_TTL must be between 30 and 60 seconds.")
+# Open console sessions allowed per user and per instance.
+PORTAL_CONSOLE_MAX_PER_USER = env_int("PORTAL_CONSOLE_MAX_PER_USER", 4)
+PORTAL_CONSOLE_MAX_PER_INSTANCE = env_int("PORTAL_CONSOLE_MAX_PER_INSTANCE", 3)
+# Seconds without keyboard or mouse input before a session is closed (0: never).
+PORTAL_CONSOLE_IDLE_TIMEOUT = env_int("PORTAL_CONSOLE_IDLE_TIMEOUT", 900)
+# Seconds between two access checks of an open session (frozen tenant, removed member...).
+PORTAL_CONSOLE_RECHECK = env_int("PORTAL_CONSOLE_RECHECK", 5)
+# Which proxy the console page uses: `channels` (same origin) or `websockify` (console process).
+PORTAL_CONSOLE_PROXY = env_str("PORTAL_CONSOLE_PROXY", "channels")
+if PORTAL_CONSOLE_PROXY not in ("channels", "websockify"):
+    raise ImproperlyConfigured("PORTAL_CONSOLE_PROXY must be channels or websockify.")
+# Where the console process listens, and the websocket URL browsers reach it at (empty: the
+# portal's host name with the listen port).
+PORTAL_CONSOLE_PROXY_LISTEN = env_str("PORTAL_CONSOLE_PROXY_LISTEN", "127.0.0.1:6080")
+PORTAL_CONSOLE_PROXY_URL = env_str("PORTAL_CONSOLE_PROXY_URL")
 
 
 def _libvirt_dir() -> Path:

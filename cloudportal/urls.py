@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
     path("", include("apps.tenants.urls")),
+    path("", include("apps.console.urls")),
     path("", include("apps.compute.urls")),
     path("", include("apps.core.urls")),
 ]

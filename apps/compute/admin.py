@@ -1,14 +1,16 @@
-"""Back office: regions, clusters, hosts, flavors, images. Writes go through the services."""
+"""Back office: regions, clusters, hosts, flavors, images, instances. Writes go through the
+services."""
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from apps.compute import services
-from apps.compute.models import Cluster, Flavor, Host, Image, Region
-from apps.core.admin import call, operator
+from apps.compute.models import Cluster, Flavor, Host, Image, Instance, Region
+from apps.core.admin import ReadOnlyAdmin, call, operator
 
 
 @admin.register(Region)
@@ -131,3 +133,41 @@ class ImageAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False
+
+
+@admin.register(Instance)
+class InstanceAdmin(ReadOnlyAdmin):
+    """Every tenant's instances; power actions and the console, as an operator."""
+
+    list_display = ["public_id", "name", "tenant", "status", "host", "flavor", "created_at", "console"]
+    list_filter = ["status", "host", "availability_zone"]
+    search_fields = ["public_id", "name", "tenant__name"]
+    list_select_related = ["tenant", "host", "flavor"]
+    actions = ["start", "stop", "force_stop", "reboot"]
+
+    @admin.display(description="Console")
+    def console(self, instance):
+        if instance.status != Instance.RUNNING:
+            return "—"
+        return format_html('<a href="{}" target="_blank">Open console</a>',
+                           reverse("instance-console", args=[instance.public_id]))
+
+    def _each(self, request, queryset, service, verb, **kwargs):
+        for instance in queryset:
+            call(request, service, instance=instance, success=f"{instance.public_id}: {verb}.", **kwargs)
+
+    @admin.action(description="Start selected instances")
+    def start(self, request, queryset):
+        self._each(request, queryset, services.start_instance, "starting")
+
+    @admin.action(description="Stop selected instances (ACPI)")
+    def stop(self, request, queryset):
+        self._each(request, queryset, services.stop_instance, "stopping")
+
+    @admin.action(description="Power off selected instances")
+    def force_stop(self, request, queryset):
+        self._each(request, queryset, services.stop_instance, "powering off", force=True)
+
+    @admin.action(description="Reboot selected instances")
+    def reboot(self, request, queryset):
+        self._each(request, queryset, services.reboot_instance, "rebooting")

@@ -17,15 +17,19 @@ API_PREFIX = "/api/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def client_ip(request) -> str | None:
-    """REMOTE_ADDR, or the address the trusted proxies saw (PORTAL_TRUSTED_PROXY_COUNT)."""
+def forwarded_client_ip(peer: str | None, forwarded: str) -> str | None:
+    """The peer address, or the address the trusted proxies saw (PORTAL_TRUSTED_PROXY_COUNT
+    hops of X-Forwarded-For). Pages, the API and both console proxies use this."""
     hops = settings.PORTAL_TRUSTED_PROXY_COUNT
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
     if hops and forwarded:
         chain = [part.strip() for part in forwarded.split(",") if part.strip()]
         if len(chain) >= hops:
             return chain[-hops]
-    return request.META.get("REMOTE_ADDR") or None
+    return peer or None
+
+
+def client_ip(request) -> str | None:
+    return forwarded_client_ip(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR", ""))
 
 
 def base_actor(request, *, user=None, via: str = "web", read_only: bool = False) -> Actor:

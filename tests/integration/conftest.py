@@ -7,7 +7,8 @@ Chromium driven by Playwright's sync API.
   (the project settings pointed at the pytest test database, SQLite file or PostgreSQL). The
   listening socket is bound here on a free loopback port and handed to daphne (`--fd`), so
   there is no port race. Its output goes to var/test-output/daphne-<module>.log and the tail
-  of it is added to the report of a failing test.
+  of it is added to the report of a failing test. `serve_portal(name, **env)` starts one with
+  other settings (a module may override `daphne_server` with it).
 - `browser` (per module): Chromium; always closed, even when a test fails.
 - `browser_context` / `page` (per test): a fresh browser profile (cookies) per test. On
   failure a screenshot of every open page is kept in var/test-output/. Uncaught JavaScript
@@ -27,12 +28,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connections
+
+from apps.compute.drivers.base import Transient
+from apps.compute.drivers.libvirt import LibvirtDriver
+from apps.compute.models import Host, Image
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -122,43 +129,52 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=15)
 
 
-@pytest.fixture(scope="module")
-def daphne_server(request, django_db_setup) -> Iterator[LiveServer]:
-    """The portal's ASGI app under daphne, on the test database the session created."""
-    db_name = str(connections["default"].settings_dict["NAME"])
-    log_path = _output_dir() / f"daphne-{request.module.__name__.rsplit('.', 1)[-1]}.log"
-
+def live_env(**extra: str) -> dict[str, str]:
+    """Environment of a portal process the tests start: the project settings on the test
+    database (tests.integration.live_settings), tasks run inline."""
     env = {k: v for k, v in os.environ.items() if k not in {"PORTAL_BEHIND_TLS_PROXY", "DJANGO_SETTINGS_MODULE"}}
     env.update(
         DJANGO_SETTINGS_MODULE="tests.integration.live_settings",
-        PORTAL_LIVE_TEST_DB_NAME=db_name,
+        PORTAL_LIVE_TEST_DB_NAME=str(connections["default"].settings_dict["NAME"]),
         PORTAL_VAR_DIR=str(settings.VAR_DIR),
         PORTAL_TASKS_SYNC="1",  # no qcluster next to it: tasks run in the web process
         PORTAL_SIGNUP_ENABLED="1",
         PYTHONPATH=os.pathsep.join(p for p in (str(settings.BASE_DIR), env.get("PYTHONPATH", "")) if p),
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra)
+    return env
 
+
+def loopback_listener() -> socket.socket:
+    """A listening loopback socket on a free port, to hand to a server process (no port race)."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(128)
+    return listener
+
+
+def spawn(command: list[str], *, log_name: str, env: dict[str, str], pass_fds=()) -> tuple[subprocess.Popen, Path]:
+    """Start a server process; its output goes to var/test-output/<log_name>.log."""
+    log_path = _output_dir() / f"{log_name}.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+                                   stderr=subprocess.STDOUT, pass_fds=pass_fds)
+    return process, log_path
+
+
+@contextmanager
+def serve_portal(name: str, **extra_env: str) -> Iterator[LiveServer]:
+    """The portal's ASGI app under daphne (the Procfile's `web`) on the test database."""
+    listener = loopback_listener()
     host, port = listener.getsockname()
     command = [sys.executable, "-m", "daphne", "--fd", str(listener.fileno()), "cloudportal.asgi:application"]
-    log_file = log_path.open("w")
     try:
-        process = subprocess.Popen(
-            command,
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            pass_fds=(listener.fileno(),),
-        )
+        process, log_path = spawn(command, log_name=f"daphne-{name}", env=live_env(**extra_env),
+                                  pass_fds=(listener.fileno(),))
     finally:
         listener.close()  # daphne holds its own copy
-        log_file.close()
     server = LiveServer(url=f"http://{host}:{port}", process=process, log_path=log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -171,6 +187,13 @@ def daphne_server(request, django_db_setup) -> Iterator[LiveServer]:
         yield server
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="module")
+def daphne_server(request, django_db_setup) -> Iterator[LiveServer]:
+    """The portal under daphne for this test module, on the test database the session created."""
+    with serve_portal(request.module.__name__.rsplit(".", 1)[-1]) as server:
+        yield server
 
 
 # --- the browser -------------------------------------------------------------------------------
@@ -241,3 +264,29 @@ def browser_context(request, browser, daphne_server):
 @pytest.fixture
 def page(browser_context):
     return browser_context.new_page()
+
+
+# --- real libvirt ------------------------------------------------------------------------------
+# The driver, and the seeded inventory with the tiny image; both skip with the reason when the
+# test command did not provide them.
+
+@pytest.fixture
+def libvirt_driver() -> LibvirtDriver:
+    driver = LibvirtDriver(settings.PORTAL_LIBVIRT_URI)
+    try:
+        driver.host_capacity()
+    except Transient as exc:
+        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
+    return driver
+
+
+@pytest.fixture
+def tiny_image(libvirt_driver) -> Image:
+    """Region, zone, the local libvirt host, flavors and the tiny image in the test database
+    (`seed_compute`). The test marks its database access (django_db)."""
+    call_command("seed_compute")
+    image = Image.objects.filter(boot=Image.KERNEL, status=Image.ACTIVE).first()
+    if image is None:
+        pytest.skip("the tiny image is not built; `make test` builds it (scripts/build_tiny_image.sh)")
+    assert Host.objects.filter(uri=settings.PORTAL_LIBVIRT_URI).exists(), "seed_compute did not add the local host"
+    return image

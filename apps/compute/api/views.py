@@ -13,6 +13,8 @@ from rest_framework.response import Response
 from apps.compute import selectors, services
 from apps.compute.api import serializers as s
 from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup
+from apps.console import services as consoles
+from apps.console.api.serializers import ConsoleTicketSerializer
 from apps.core.exceptions import NotFound
 from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 
@@ -29,7 +31,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
         "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
-        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate",
+        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate", "console": "console",
     }
 
     def get_serializer_context(self):
@@ -94,6 +96,14 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def console_log(self, request, id=None):
         text = services.console_log(self.actor, instance=self.get_object())
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+    @extend_schema(request=None, responses={201: ConsoleTicketSerializer},
+                   summary="Open the VNC console: a one-time ticket and the websocket URLs")
+    @action(detail=True, methods=["post"])
+    def console(self, request, id=None):
+        ticket = consoles.issue_ticket(self.actor, instance=self.get_object())
+        return Response(ConsoleTicketSerializer(ticket, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.MigrateSerializer, responses={202: s.InstanceSerializer}, summary="Cold-migrate (operators)")
     @action(detail=True, methods=["post"])

@@ -9,6 +9,7 @@ SCHEDULES = [
     ("purge old finished operations", "apps.core.tasks.purge_operations", 60),
     ("host heartbeats", "apps.compute.tasks.refresh_hosts", 1),
     ("reconcile instances with the hypervisors", "apps.compute.tasks.reconcile_instances", 5),
+    ("sweep console tickets and lost sessions", "apps.console.services.sweep_sessions", 1),
 ]
 
 
