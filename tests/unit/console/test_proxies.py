@@ -223,3 +223,37 @@ def test_the_meter_times_out_idle_sessions_and_paces_rechecks(settings):
     settings.PORTAL_CONSOLE_IDLE_TIMEOUT = 0
     now[0] = 10_000
     assert not meter.idle
+
+
+def test_channels_closes_an_idle_session(a_owner, actor, running, settings, vnc):
+    settings.PORTAL_CONSOLE_IDLE_TIMEOUT = 1
+    ticket = services.issue_ticket(actor(a_owner), instance=running).secret
+    socket = channels_socket(running, a_owner, ticket)
+
+    async def scenario():
+        assert (await socket.connect())[0]
+        assert await socket.receive_from(timeout=5) == BANNER
+        assert await closed_with(socket) == services.CLOSE_IDLE
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+    assert ConsoleSession.objects.get().close_reason.startswith("Closed after")
+
+
+def test_another_tenants_console_is_not_there(a_owner, b_owner, actor, launch, running, vnc):
+    """B, signed in, aims at A's instance: with B's own ticket it does not exist (4404); with a
+    ticket of A's it is not B's ticket (4401). Nothing reaches A's screen either way."""
+    theirs = launch(b_owner, "b-vm")
+    b_ticket = services.issue_ticket(actor(b_owner), instance=theirs).secret
+    a_ticket = services.issue_ticket(actor(a_owner), instance=running).secret
+    with_own = channels_socket(running, b_owner, b_ticket)
+    with_stolen = channels_socket(running, b_owner, a_ticket)
+
+    async def scenario():
+        assert (await with_own.connect())[0]
+        assert await closed_with(with_own) == services.CLOSE_NOT_FOUND
+        assert (await with_stolen.connect())[0]
+        assert await closed_with(with_stolen) == services.CLOSE_BAD_TICKET
+
+    async_to_sync(scenario)()
+    assert vnc.connections == 0
