@@ -1,6 +1,8 @@
-"""Live events for the console: joins `tenant-<id>` for the session's current tenant (checked
-against the user's memberships, never taken from client input) and `user-<id>`, then forwards
-`portal.event` messages as JSON. No business logic here."""
+"""Live events for pages and API clients: joins `tenant-<id>` for the current tenant (checked
+against the user's memberships) and `user-<id>`, then forwards `portal.event` messages as JSON.
+The current tenant is the session's (tenant switcher) for pages; for API tokens, the token's
+tenant, else the `X-Tenant-ID` header, else the user's first, as in the REST API. No business
+logic here."""
 
 from __future__ import annotations
 
@@ -44,7 +46,15 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         from apps.core.middleware import SESSION_TENANT_KEY
         from apps.tenants.selectors import resolve_actor
 
+        token = self.scope.get("api_token")
+        if token is not None:
+            headers = dict(self.scope.get("headers", ()))
+            wanted = token.tenant.public_id if token.tenant_id else headers.get(b"x-tenant-id", b"").decode() or None
+            actor = resolve_actor(Actor(user=user, via="token"), tenant_public_id=wanted, strict=False)
+            # A tenant the user is not in gets no tenant events (the REST API answers 400).
+            if wanted and (actor.tenant is None or actor.tenant.public_id != wanted):
+                return None
+            return actor.tenant_id
         session = self.scope.get("session")
         wanted = session.get(SESSION_TENANT_KEY) if session is not None else None
-        actor = resolve_actor(Actor(user=user, via="web"), tenant_public_id=wanted, strict=False)
-        return actor.tenant_id
+        return resolve_actor(Actor(user=user, via="web"), tenant_public_id=wanted, strict=False).tenant_id

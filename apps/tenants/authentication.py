@@ -60,5 +60,5 @@ class WebsocketTokenMiddleware(BaseMiddleware):
             if len(header) == 2 and header[0].lower() in ApiTokenAuthentication.keywords:
                 token = await database_sync_to_async(usable_token)(header[1])
                 if token is not None:
-                    scope = {**scope, "user": token.user}
+                    scope = {**scope, "user": token.user, "api_token": token}
         return await super().__call__(scope, receive, send)
