@@ -3,7 +3,7 @@ libvirt with QEMU (tests/integration), so the fake cannot drift from the real th
 
 import pytest
 
-from apps.compute.drivers.base import RUNNING, SHUTOFF, ComputeDriver, DomainSpec, DriverError, NotFound
+from apps.compute.drivers.base import RUNNING, SHUTOFF, ComputeDriver, DiskSpec, DomainSpec, DriverError, NotFound
 
 
 def spec(name: str, **overrides) -> DomainSpec:
@@ -64,3 +64,22 @@ def check_redefine(driver: ComputeDriver, name: str) -> None:
 
 
 CHECKS = [check_ensure_domain_is_idempotent, check_power_cycle, check_delete, check_redefine]
+
+
+def check_disk_hot_plug(driver: ComputeDriver, name: str, disk_path: str) -> None:
+    """A volume (a qcow2 file at `disk_path`) plugged into a running guest, grown and
+    snapshotted under it, unplugged once the guest is off (a blank guest cannot release a
+    hot-unplugged disk; the integration tests do that with a real one)."""
+    driver.ensure_domain(spec(name))
+    disk = DiskSpec(path=disk_path, target="vdb", serial="vol-contract")
+    assert "vdb" in driver.attach_disk(name, disk).disks
+    assert driver.attach_disk(name, disk).disks.count("vdb") == 1  # already there: kept
+    driver.resize_disk(name, "vdb", 128 * 1024 * 1024)
+    driver.snapshot_disk(name, "vdb", "snap-contract")
+    driver.delete_disk_snapshot(name, "vdb", "snap-contract")
+    with pytest.raises(DriverError):
+        driver.snapshot_disk(name, "vdz", "snap-contract")
+    driver.stop_domain(name, force=True)
+    assert "vdb" not in driver.detach_disk(name, "vdb").disks
+    assert "vdb" not in driver.detach_disk(name, "vdb").disks  # missing is fine
+    assert "vdb" not in driver.start_domain(name).disks  # gone from the definition too

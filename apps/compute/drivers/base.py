@@ -61,11 +61,19 @@ class HostCapacity:
 
 @dataclass(frozen=True)
 class DiskSpec:
+    """A disk of a domain: a file, or an RBD image over the network (`protocol="rbd"`, `path`
+    is then `pool/image`) with a cephx user whose key libvirt keeps as a secret."""
+
     path: str
     format: str = "qcow2"  # qcow2 or raw
     target: str = "vda"
     bus: str = "virtio"
     read_only: bool = False
+    serial: str = ""  # the volume's public id: /dev/disk/by-id/virtio-<serial> in the guest
+    protocol: str = ""  # "" for a file, "rbd"
+    hosts: tuple[tuple[str, int], ...] = ()  # rbd monitors
+    auth_user: str = ""  # rbd: cephx user without "client."
+    secret_uuid: str = ""  # rbd: the libvirt secret holding its key
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,7 @@ class DomainInfo:
     vnc_host: str = ""
     vnc_port: int | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    disks: tuple[str, ...] = ()  # targets (vda, vdb…) of the disks it has now
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,29 @@ class ComputeDriver(abc.ABC):
     def redefine_domain(self, spec: DomainSpec) -> DomainInfo:
         """Replace the definition of a shut-off domain (new size or image); the domain keeps
         its power state (off). Raises DriverError when it is running."""
+
+    @abc.abstractmethod
+    def attach_disk(self, name: str, disk: DiskSpec) -> DomainInfo:
+        """Plug a disk in: into the running guest (hot plug) and the persistent definition.
+        A disk already at that target is kept."""
+
+    @abc.abstractmethod
+    def detach_disk(self, name: str, target: str) -> DomainInfo:
+        """Unplug the disk at `target`. A running guest must release it (ACPI hot unplug):
+        raises DriverError when it does not within DETACH_TIMEOUT. Missing is fine."""
+
+    @abc.abstractmethod
+    def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
+        """Grow a disk under a running guest, which sees the new size at once."""
+
+    @abc.abstractmethod
+    def snapshot_disk(self, name: str, target: str, snapshot: str) -> None:
+        """An internal snapshot of a running guest's qcow2 disk, taken by its QEMU (the file
+        is locked while the guest runs, so qemu-img cannot)."""
+
+    @abc.abstractmethod
+    def delete_disk_snapshot(self, name: str, target: str, snapshot: str) -> None:
+        """Drop such a snapshot through the running guest's QEMU."""
 
     def console_log(self, path: str, *, limit: int) -> str:
         """The last `limit` bytes of a domain's serial console log (the file of its spec)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from apps.compute.drivers.base import KVM, DomainSpec, PciDevice
+from apps.compute.drivers.base import KVM, DiskSpec, DomainSpec, PciDevice
 
 # Our labels live in the domain's <metadata> under this namespace, so the reconciler can tell
 # the portal's domains (and their tenants) from anything else defined on the host.
@@ -18,6 +18,33 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
     if text is not None:
         element.text = text
     return element
+
+
+def disk_element(disk: DiskSpec) -> ET.Element:
+    """A <disk>: a file, or an RBD image reached through its monitors with a libvirt secret."""
+    network = disk.protocol == "rbd"
+    element = ET.Element("disk", {"type": "network" if network else "file", "device": "disk"})
+    # No host page cache for network disks: what the guest flushed is in Ceph (and live migration is safe).
+    _sub(element, "driver", name="qemu", type=disk.format, **({"cache": "none"} if network else {}))
+    if network:
+        if disk.auth_user:
+            auth = _sub(element, "auth", username=disk.auth_user)
+            _sub(auth, "secret", type="ceph", uuid=disk.secret_uuid)
+        source = _sub(element, "source", protocol="rbd", name=disk.path)
+        for host, port in disk.hosts:
+            _sub(source, "host", name=host, port=str(port))
+    else:
+        _sub(element, "source", file=disk.path)
+    _sub(element, "target", dev=disk.target, bus=disk.bus)
+    if disk.serial:
+        _sub(element, "serial", disk.serial)
+    if disk.read_only:
+        _sub(element, "readonly")
+    return element
+
+
+def disk_xml(disk: DiskSpec) -> str:
+    return ET.tostring(disk_element(disk), encoding="unicode")
 
 
 def build(spec: DomainSpec, *, uuid: str = "") -> str:
@@ -59,12 +86,7 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
 
     devices = _sub(domain, "devices")
     for disk in spec.disks:
-        disk_el = _sub(devices, "disk", type="file", device="disk")
-        _sub(disk_el, "driver", name="qemu", type=disk.format)
-        _sub(disk_el, "source", file=disk.path)
-        _sub(disk_el, "target", dev=disk.target, bus=disk.bus)
-        if disk.read_only:
-            _sub(disk_el, "readonly")
+        devices.append(disk_element(disk))
     if spec.serial_log:
         serial = _sub(devices, "serial", type="file")
         _sub(serial, "source", path=spec.serial_log, append="on")
@@ -91,6 +113,20 @@ def vnc_endpoint(xml: str) -> tuple[str, int | None]:
         return "", None
     port = int(graphics.get("port", "-1"))
     return graphics.get("listen", ""), port if port > 0 else None
+
+
+def disk_targets(xml: str) -> tuple[str, ...]:
+    return tuple(t.get("dev", "") for t in ET.fromstring(xml).findall("./devices/disk/target"))
+
+
+def disk_by_target(xml: str, target: str) -> tuple[str, str] | None:
+    """(the <disk> element as XML, its device alias) of the disk at `target`, or None."""
+    for disk in ET.fromstring(xml).findall("./devices/disk"):
+        node = disk.find("target")
+        if node is not None and node.get("dev") == target:
+            alias = disk.find("alias")
+            return ET.tostring(disk, encoding="unicode"), alias.get("name", "") if alias is not None else ""
+    return None
 
 
 def labels(xml: str) -> tuple[tuple[str, str], ...]:

@@ -11,6 +11,7 @@ from apps.compute.drivers.base import (
     RUNNING,
     SHUTOFF,
     ComputeDriver,
+    DiskSpec,
     DomainInfo,
     DomainSpec,
     DriverError,
@@ -76,7 +77,7 @@ class FakeDriver(ComputeDriver):
                     raise DriverError("invalid domain size")
                 self._domains[spec.name] = DomainInfo(
                     name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
-                    vnc_host=spec.vnc_listen, labels=spec.labels,
+                    vnc_host=spec.vnc_listen, labels=spec.labels, disks=tuple(d.target for d in spec.disks),
                 )
         return self.start_domain(spec.name)
 
@@ -113,12 +114,38 @@ class FakeDriver(ComputeDriver):
                 raise DriverError(f"domain {spec.name} is running; stop it first")
             self._domains[spec.name] = DomainInfo(
                 name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
-                vnc_host=spec.vnc_listen, labels=spec.labels,
+                vnc_host=spec.vnc_listen, labels=spec.labels, disks=tuple(d.target for d in spec.disks),
             )
             return self._domains[spec.name]
 
     def console_log(self, path: str, *, limit: int) -> str:
         return f"fake console of {path}\n"[-limit:]
+
+    def attach_disk(self, name: str, disk: DiskSpec) -> DomainInfo:
+        self._maybe_fail("attach_disk")
+        info = self._get(name)
+        return info if disk.target in info.disks else self._set(name, disks=(*info.disks, disk.target))
+
+    def detach_disk(self, name: str, target: str) -> DomainInfo:
+        self._maybe_fail("detach_disk")
+        info = self._get(name)
+        return self._set(name, disks=tuple(t for t in info.disks if t != target))
+
+    def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
+        self._maybe_fail("resize_disk")
+        self._disk(name, target)
+
+    def snapshot_disk(self, name: str, target: str, snapshot: str) -> None:
+        self._maybe_fail("snapshot_disk")
+        self._disk(name, target)
+
+    def delete_disk_snapshot(self, name: str, target: str, snapshot: str) -> None:
+        self._disk(name, target)
+
+    def _disk(self, name: str, target: str) -> None:
+        info = self._get(name)
+        if info.state != RUNNING or target not in info.disks:
+            raise DriverError(f"{name} has no running disk {target}")
 
     def delete_domain(self, name: str, *, missing_ok: bool = True) -> None:
         self._maybe_fail("delete_domain")

@@ -6,7 +6,9 @@ The `libvirt` module is imported lazily so the package imports on machines witho
 from __future__ import annotations
 
 import atexit
+import json
 import threading
+import time
 from urllib.parse import urlsplit
 from typing import Any
 
@@ -18,6 +20,7 @@ from apps.compute.drivers.base import (
     SHUTOFF,
     ComputeDriver,
     DomainInfo,
+    DiskSpec,
     DomainEvent,
     DomainSpec,
     DriverError,
@@ -26,6 +29,8 @@ from apps.compute.drivers.base import (
     Transient,
     Unsupported,
 )
+
+DETACH_TIMEOUT = 30  # seconds a running guest gets to release a hot-unplugged disk
 
 _connections: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -152,6 +157,7 @@ class LibvirtDriver(ComputeDriver):
             vnc_host=host,
             vnc_port=port,
             labels=domain_xml.labels(xml),
+            disks=domain_xml.disk_targets(xml),
         )
 
     def host_capacity(self) -> HostCapacity:
@@ -274,6 +280,73 @@ class LibvirtDriver(ComputeDriver):
                 return handle.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def _device_flags(self, dom) -> int:
+        libvirt = _libvirt()
+        live = libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0
+        return libvirt.VIR_DOMAIN_AFFECT_CONFIG | live
+
+    def attach_disk(self, name: str, disk: DiskSpec) -> DomainInfo:
+        dom = self._domain(name)
+        if disk.target not in domain_xml.disk_targets(self._call(dom.XMLDesc, 0)):
+            self._call(dom.attachDeviceFlags, domain_xml.disk_xml(disk), self._device_flags(dom))
+        return self._info(dom)
+
+    def detach_disk(self, name: str, target: str) -> DomainInfo:
+        libvirt = _libvirt()
+        dom = self._domain(name)
+        for flags, xml_flags in ((libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_XML_INACTIVE),
+                                 (libvirt.VIR_DOMAIN_AFFECT_LIVE, 0)):
+            if flags == libvirt.VIR_DOMAIN_AFFECT_LIVE and not dom.isActive():
+                break
+            found = domain_xml.disk_by_target(self._call(dom.XMLDesc, xml_flags), target)
+            if found is not None:
+                self._call(dom.detachDeviceFlags, found[0], flags)
+        # Hot unplug completes when the guest releases the device (ACPI): wait for it.
+        deadline = time.monotonic() + DETACH_TIMEOUT
+        while dom.isActive() and target in domain_xml.disk_targets(self._call(dom.XMLDesc, 0)):
+            if time.monotonic() > deadline:
+                raise DriverError(f"the guest did not release {target} in {DETACH_TIMEOUT} s; "
+                                  "stop the instance to detach it")
+            time.sleep(0.2)
+        return self._info(dom)
+
+    def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
+        libvirt = _libvirt()
+        dom = self._domain(name)
+        self._call(dom.blockResize, target, size_bytes, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+
+    def _qmp(self, name: str, command: str, arguments: dict) -> dict:
+        """A QMP command for the guest's QEMU: libvirt has no API for per-disk internal
+        snapshots of a running guest. (libvirt marks such a domain as tainted in its log.)"""
+        import libvirt_qemu
+
+        dom = self._domain(name)
+        reply = self._call(libvirt_qemu.qemuMonitorCommand, dom, json.dumps({"execute": command, "arguments": arguments}),
+                           libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT)
+        return json.loads(reply)
+
+    def _node_name(self, name: str, target: str) -> str:
+        """QEMU's block node behind the disk at `target` (found through its device alias)."""
+        found = domain_xml.disk_by_target(self._call(self._domain(name).XMLDesc, 0), target)
+        if found is None or not found[1]:
+            raise DriverError(f"{name} has no running disk {target}")
+        for block in self._qmp(name, "query-block", {}).get("return", []):
+            if f"/{found[1]}/" in block.get("qdev", "") and block.get("inserted"):
+                return block["inserted"]["node-name"]
+        raise DriverError(f"QEMU of {name} does not show the disk {target}")
+
+    def snapshot_disk(self, name: str, target: str, snapshot: str) -> None:
+        node = self._node_name(name, target)
+        reply = self._qmp(name, "blockdev-snapshot-internal-sync", {"device": node, "name": snapshot})
+        if "error" in reply and "already exists" not in reply["error"].get("desc", ""):
+            raise DriverError(f"snapshot of {target}: {reply['error'].get('desc')}")
+
+    def delete_disk_snapshot(self, name: str, target: str, snapshot: str) -> None:
+        node = self._node_name(name, target)
+        reply = self._qmp(name, "blockdev-snapshot-delete-internal-sync", {"device": node, "name": snapshot})
+        if "error" in reply and "not found" not in reply["error"].get("desc", "").lower():
+            raise DriverError(f"deleting snapshot of {target}: {reply['error'].get('desc')}")
 
     def set_user_password(self, name: str, user: str, password: str) -> None:
         self._call(self._domain(name).setUserPassword, user, password, 0)

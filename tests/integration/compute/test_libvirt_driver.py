@@ -41,6 +41,25 @@ def test_libvirt_keeps_the_contract(driver, domain_name, check):
     check(driver, domain_name)
 
 
+def test_libvirt_plugs_disks(driver, domain_name):
+    import json
+    import subprocess
+
+    scratch = Path(settings.PORTAL_LIBVIRT_DIR) / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    disk = scratch / f"{domain_name}-vdb.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(disk), "64M"], check=True, capture_output=True)
+    try:
+        contract.check_disk_hot_plug(driver, domain_name, str(disk))
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)], check=True,
+                                         capture_output=True, text=True).stdout)
+        assert info["virtual-size"] == 128 * 1024 * 1024  # grown under the running guest
+        assert not info.get("snapshots")  # taken and dropped through the guest's QEMU
+    finally:
+        driver.delete_domain(domain_name)
+        disk.unlink(missing_ok=True)
+
+
 def test_tiny_image_boots_to_a_shell(driver, domain_name):
     image = Path(settings.PORTAL_LIBVIRT_DIR) / "images" / "tiny"
     if not (image / "manifest.json").exists():

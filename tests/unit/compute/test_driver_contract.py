@@ -14,6 +14,10 @@ def test_fake_keeps_the_contract(check):
     check(FakeDriver("fake:///a"), "i-contract1")
 
 
+def test_fake_plugs_disks():
+    contract.check_disk_hot_plug(FakeDriver("fake:///a"), "i-contract2", "/fake/vol-contract")
+
+
 def test_fake_injects_failures_once():
     driver = FakeDriver("fake:///a")
     driver.fail_next("ensure_domain", Transient("host busy"))
