@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from apps.compute.api import views as compute
 from apps.core.api.platform_views import AuditLogViewSet, OperationViewSet
+from apps.storage.api import views as storage
 from apps.tenants.api import views as tenants
 
 router = SimpleRouter()
@@ -19,6 +20,10 @@ router.register("flavors", compute.FlavorViewSet, basename="flavor")
 router.register("images", compute.ImageViewSet, basename="image")
 router.register("instance-groups", compute.InstanceGroupViewSet, basename="instance-group")
 router.register("hosts", compute.HostViewSet, basename="host")
+router.register("volumes", storage.VolumeViewSet, basename="volume")
+router.register("snapshots", storage.SnapshotViewSet, basename="snapshot")
+router.register("volume-types", storage.VolumeTypeViewSet, basename="volume-type")
+router.register("storage-pools", storage.StoragePoolViewSet, basename="storage-pool")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.compute",
     "apps.console",
+    "apps.storage",
 ]
 
 MIDDLEWARE = [
@@ -264,6 +265,12 @@ PORTAL_IMAGE_IMPORT_ALLOWED = env_list("PORTAL_IMAGE_IMPORT_ALLOWED")
 PORTAL_IMAGE_MAX_MB = env_int("PORTAL_IMAGE_MAX_MB", 20480)
 # Seconds a guest gets to shut down on ACPI before it is powered off.
 PORTAL_STOP_TIMEOUT = env_int("PORTAL_STOP_TIMEOUT", 60)
+
+# Storage driver class per pool backend (tests swap in the fake one).
+PORTAL_STORAGE_DRIVERS = {
+    "dir": "apps.storage.drivers.dirpool.DirPoolDriver",
+    "rbd": "apps.storage.drivers.rbd.RbdDriver",
+}
 
 # --- VNC consoles ---
 # Seconds a console ticket may wait for its first (and only) use.

@@ -534,3 +534,223 @@ libvirt_stop() {
     if [[ -n "$_VIRTLOGD_STARTED_PID" ]]; then _kill_pid "$_VIRTLOGD_STARTED_PID" virtlogd TERM; fi
     _LIBVIRTD_STARTED_PID=""; _VIRTLOGD_STARTED_PID=""
 }
+
+# --------------------------------------------------------------------------------------------
+# Ceph RBD for tests (a throwaway single-node cluster; Debian's ceph 16 "pacific")
+# --------------------------------------------------------------------------------------------
+# ceph-mon, ceph-osd, ceph-common: the daemons and the CLI, started by hand (no systemd, no
+# cephadm). python3-rados, python3-rbd: the bindings .venv imports (ensure_ceph_bindings).
+# libvirt-daemon-driver-storage-rbd: libvirt's rbd storage backend; installing it restarts
+# nothing, a running libvirtd loads it at its next start.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+ceph_packages=(ceph-mon ceph-osd ceph-common python3-rados python3-rbd libvirt-daemon-driver-storage-rbd)
+
+# The symlinks to Debian's two extension modules live in the venv: they go when it is recreated.
+PORTAL_CEPH_PYLIB="$PORTAL_VENV/ceph-bindings"
+_CEPH_START_TIMEOUT=120   # seconds, from the first daemon to a usable pool (~1.5 s is typical)
+_CEPH_DIR=""
+_CEPH_STOP_HOOKED=0
+
+# ensure_ceph_bindings: make `import rados, rbd` work in .venv. Debian builds them for its own
+# Python 3.11; a CPython 3.11 venv (pyenv) has the same ABI, so a .pth pointing at a directory of
+# symlinks to just those two modules is enough (all of dist-packages would bring every Debian
+# Python package along). Needs ensure_venv and python3-rados/python3-rbd. Idempotent.
+ensure_ceph_bindings() {
+    local soabi purelib mod src out
+    soabi="$("$PORTAL_PY" -c 'import sysconfig; print(sysconfig.get_config_var("SOABI") or "")' 2>/dev/null)" \
+        || { log "cannot run $PORTAL_PY (ensure_venv first)"; return 1; }
+    if [[ "$soabi" != cpython-311-* ]]; then
+        log "the Ceph bindings need a CPython 3.11 .venv: Debian builds python3-rados/python3-rbd for" \
+            "cpython-311, .venv's interpreter is ${soabi:-of an unknown ABI}"
+        return 1
+    fi
+    mkdir -p "$PORTAL_CEPH_PYLIB"
+    for mod in rados rbd; do
+        src="/usr/lib/python3/dist-packages/$mod.$soabi.so"
+        [[ -f "$src" ]] || { log "$src not found (apt: python3-$mod)"; return 1; }
+        ln -sfn "$src" "$PORTAL_CEPH_PYLIB/$mod.$soabi.so"
+    done
+    purelib="$("$PORTAL_PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || return 1
+    printf '%s\n' "$PORTAL_CEPH_PYLIB" >"$purelib/portal-ceph-bindings.pth"
+    if ! out="$("$PORTAL_PY" -c 'import rados, rbd' 2>&1)"; then
+        log "$out"
+        log "import rados, rbd fails in .venv"
+        return 1
+    fi
+}
+
+# Where the cluster lives: var/test-services/ceph, or /tmp/cloudportal-test-ceph-<hash of the
+# checkout path> when that path is too long for the daemons' admin sockets in run/ (108 bytes).
+_ceph_pick_dir() {
+    local dir="$PORTAL_SERVICES_DIR/ceph" hash
+    if ((${#dir} + 24 < 100)); then printf '%s\n' "$dir"; return 0; fi
+    hash="$(printf '%s' "$PORTAL_ROOT" | sha256sum | cut -c1-12)"
+    printf '%s\n' "/tmp/cloudportal-test-ceph-$hash"
+}
+
+# _ceph_kill_daemons DIR: stop the daemons of the cluster in DIR by the PIDs in their pid files
+# (OSD first: it tells the mon it is going down, and waits for it), SIGKILL after ~15 s.
+_ceph_kill_daemons() {
+    local dir="$1" name pid
+    for name in osd.0 mon.a; do
+        pid="$(head -n 1 "$dir/run/$name.pid" 2>/dev/null || true)"
+        # the conf path is on the daemon's command line: a recycled PID is left alone
+        if [[ -n "$pid" ]]; then _kill_pid "$pid" "$dir/ceph.conf" TERM; fi
+    done
+}
+
+# _ceph TOOL ARGS...: a Ceph CLI call (ceph, rados, rbd, ceph-mon, ceph-osd) against our
+# cluster, as client.admin unless ARGS say otherwise. Always under `timeout`: without a mgr,
+# mgr commands (`ceph pg stat`, `ceph df`) block forever, and so does anything on a dead mon.
+_ceph() {
+    local tool="$1"; shift
+    timeout "${_CEPH_CALL_TIMEOUT:-30}" "$tool" -c "$_CEPH_DIR/ceph.conf" "$@"
+}
+
+# _ceph_fail MESSAGE: ceph_start gave up: show the logs, stop what it started, say why.
+_ceph_fail() {
+    local f
+    for f in "$_CEPH_DIR/log/setup.log" "$_CEPH_DIR/log/mon.a.log" "$_CEPH_DIR/log/osd.0.log"; do
+        if [[ -s "$f" ]]; then log "--- tail of ${f##*/}"; tail -n 15 "$f" >&2; fi
+    done
+    ceph_stop
+    log "Ceph did not start: $1"
+    return 1
+}
+
+# _ceph_pool_usable: client.portal can write, read back and delete an object in the rbd pool.
+_ceph_pool_usable() {
+    local got
+    printf 'probe' | _CEPH_CALL_TIMEOUT=10 _ceph rados --id portal -p rbd put portal-probe - 2>/dev/null || return 1
+    got="$(_CEPH_CALL_TIMEOUT=10 _ceph rados --id portal -p rbd get portal-probe - 2>/dev/null)" || return 1
+    [[ "$got" == probe ]] && _CEPH_CALL_TIMEOUT=10 _ceph rados --id portal -p rbd rm portal-probe 2>/dev/null
+}
+
+# ceph_start: a throwaway cluster in a fresh directory: one mon (msgr v2 and v1 on two free ports
+# of 127.0.0.1) and one OSD (memstore: in RAM, no disk image), no mgr (RBD does not need one),
+# cephx on; pool `rbd` (size 1, 8 PGs, `rbd pool init`) and client.portal (profile rbd on it).
+# Exports PORTAL_TEST_CEPH_CONF, _USER (portal), _POOL (rbd) and _KEYRING. ceph_stop runs on
+# exit (on_exit). Returns non-zero, saying why, when Ceph is missing or does not come up.
+ceph_start() {
+    local dir conf port2 port1 fsid osd_uuid osd_id osd_key tool t0 deadline ms
+    t0="${EPOCHREALTIME//[!0-9]/}"
+    for tool in ceph-mon ceph-osd ceph ceph-authtool monmaptool rados rbd timeout; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "Ceph is not installed: $tool not found (apt: ${ceph_packages[*]})"
+            return 1
+        fi
+    done
+    # before the first daemon, so that a failure or Ctrl-C from here on stops the cluster
+    if ((!_CEPH_STOP_HOOKED)); then on_exit ceph_stop; _CEPH_STOP_HOOKED=1; fi
+    ceph_stop   # one cluster per shell: a second ceph_start replaces the first
+
+    dir="$(_ceph_pick_dir)"
+    _ceph_kill_daemons "$dir"   # left over from an earlier run that was killed hard
+    rm -rf "$dir"
+    mkdir -p "$dir/run" "$dir/log" || { log "cannot create $dir"; return 1; }
+    chmod 0700 "$dir"   # the keyrings are in there
+    _CEPH_DIR="$dir"
+    conf="$dir/ceph.conf"
+    port2="$(free_port 53300)"
+    port1="$(free_port $((port2 + 1)))"
+    fsid="$(cat /proc/sys/kernel/random/uuid)"
+    # Single node, throwaway: one replica, no mgr (so no autoscaler), the OSD is its own
+    # failure domain. Clients get no log file or admin socket (those are daemon defaults);
+    # [client] keyring: in [global] it would replace the daemons' own $data/keyring. paxos
+    # propose interval: the mon batches map changes for 1 s by default, and the bring-up waits
+    # for ~6 of them (OSD boot, pool, PGs); 0.1 s takes it from ~6.5 s to ~1.5 s.
+    cat >"$conf" <<CONF
+[global]
+fsid = $fsid
+mon host = [v2:127.0.0.1:$port2,v1:127.0.0.1:$port1]
+public network = 127.0.0.0/8
+ms bind ipv6 = false
+auth cluster required = cephx
+auth service required = cephx
+auth client required = cephx
+auth allow insecure global id reclaim = false
+run dir = $dir/run
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon warn on pool no redundancy = false
+mon data avail warn = 5
+[client]
+keyring = $dir/\$cluster.\$name.keyring
+[mon]
+mon data = $dir/mon.\$id
+paxos propose interval = 0.1
+log file = $dir/log/\$name.log
+pid file = $dir/run/\$name.pid
+mon cluster log file = $dir/log/cluster.log
+[osd]
+osd data = $dir/osd.\$id
+log file = $dir/log/\$name.log
+pid file = $dir/run/\$name.pid
+osd objectstore = memstore
+memstore device bytes = 1073741824
+CONF
+    {
+        timeout 30 ceph-authtool --create-keyring "$dir/mon.keyring" --gen-key -n mon. --cap mon 'allow *' \
+            && timeout 30 ceph-authtool --create-keyring "$dir/ceph.client.admin.keyring" --gen-key -n client.admin \
+                --cap mon 'allow *' --cap osd 'allow *' --cap mgr 'allow *' --cap mds 'allow *' \
+            && timeout 30 ceph-authtool "$dir/mon.keyring" --import-keyring "$dir/ceph.client.admin.keyring" \
+            && timeout 30 monmaptool --create --fsid "$fsid" \
+                --addv a "[v2:127.0.0.1:$port2,v1:127.0.0.1:$port1]" "$dir/monmap" \
+            && _ceph ceph-mon --mkfs -i a --monmap "$dir/monmap" --keyring "$dir/mon.keyring"
+    } >>"$dir/log/setup.log" 2>&1 || { _ceph_fail "mon keyrings/mkfs failed"; return 1; }
+    # the daemons fork, and the parent exits once the child is up and has written its pid file
+    _ceph ceph-mon -i a </dev/null >>"$dir/log/setup.log" 2>&1 || { _ceph_fail "ceph-mon did not start"; return 1; }
+
+    # `osd new` with a cephx secret also creates osd.N's key with the standard OSD caps
+    osd_uuid="$(cat /proc/sys/kernel/random/uuid)"
+    osd_key="$(timeout 30 ceph-authtool --gen-print-key)" || { _ceph_fail "ceph-authtool failed"; return 1; }
+    osd_id="$(printf '{"cephx_secret": "%s"}' "$osd_key" | _ceph ceph osd new "$osd_uuid" -i - 2>>"$dir/log/setup.log")" \
+        || { _ceph_fail "the mon does not answer (ceph osd new)"; return 1; }
+    [[ "$osd_id" == 0 ]] || { _ceph_fail "unexpected OSD id '$osd_id'"; return 1; }
+    mkdir -p "$dir/osd.0"
+    {
+        timeout 30 ceph-authtool --create-keyring "$dir/osd.0/keyring" -n osd.0 --add-key "$osd_key" \
+            && _ceph ceph-osd -i 0 --mkfs --osd-uuid "$osd_uuid"
+    } >>"$dir/log/setup.log" 2>&1 || { _ceph_fail "OSD mkfs failed"; return 1; }
+    _ceph ceph-osd -i 0 </dev/null >>"$dir/log/setup.log" 2>&1 || { _ceph_fail "ceph-osd did not start"; return 1; }
+
+    # The pool can be made while the OSD boots; `rbd pool init` writes to it, so it waits for the
+    # PGs to be active (bounded by the timeout).
+    {
+        _ceph ceph osd pool create rbd 8 8 replicated --size 1 --autoscale-mode off \
+            && _ceph ceph auth get-or-create client.portal mon 'profile rbd' osd 'profile rbd pool=rbd' \
+                -o "$dir/ceph.client.portal.keyring" \
+            && _CEPH_CALL_TIMEOUT="$_CEPH_START_TIMEOUT" _ceph rbd pool init rbd
+    } >>"$dir/log/setup.log" 2>&1 || { _ceph_fail "creating the rbd pool or client.portal failed"; return 1; }
+
+    deadline=$((SECONDS + _CEPH_START_TIMEOUT))
+    until _ceph_pool_usable; do
+        if ((SECONDS >= deadline)); then
+            _ceph_fail "the rbd pool is not usable by client.portal after ${_CEPH_START_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.2
+    done
+
+    export PORTAL_TEST_CEPH_CONF="$conf" PORTAL_TEST_CEPH_USER=portal PORTAL_TEST_CEPH_POOL=rbd
+    export PORTAL_TEST_CEPH_KEYRING="$dir/ceph.client.portal.keyring"
+    ms=$(((${EPOCHREALTIME//[!0-9]/} - t0) / 1000))
+    log "Ceph $(ceph-mon --version 2>/dev/null | awk '{print $3}') on 127.0.0.1:$port2 (v2), :$port1 (v1)" \
+        "(mon pid $(cat "$dir/run/mon.a.pid"), osd pid $(cat "$dir/run/osd.0.pid")), pool rbd ready in" \
+        "$((ms / 1000)).$(printf '%01d' $((ms % 1000 / 100)))s"
+}
+
+# ceph_stop: stop the cluster ceph_start started (by the PIDs in its pid files), remove its
+# directory, unset PORTAL_TEST_CEPH_*. Quiet; a no-op otherwise.
+ceph_stop() {
+    [[ -n "$_CEPH_DIR" ]] || return 0
+    _ceph_kill_daemons "$_CEPH_DIR"
+    rm -rf "$_CEPH_DIR"
+    unset PORTAL_TEST_CEPH_CONF PORTAL_TEST_CEPH_USER PORTAL_TEST_CEPH_POOL PORTAL_TEST_CEPH_KEYRING
+    _CEPH_DIR=""
+}

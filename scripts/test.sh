@@ -5,7 +5,10 @@
 #   2. on the embedded defaults (SQLite, no Redis), with DATABASE_URL and REDIS_URL unset.
 # Both runs talk to the machine's libvirtd (PORTAL_LIBVIRT_URI=qemu:///system; virtlogd and
 # libvirtd are started here if they are not running, and then stopped at the end) and find the
-# tiny guest image in PORTAL_LIBVIRT_DIR/images/tiny (scripts/build_tiny_image.sh).
+# tiny guest image in PORTAL_LIBVIRT_DIR/images/tiny (scripts/build_tiny_image.sh). They also share
+# one throwaway Ceph cluster (one mon, one in-memory OSD, pool `rbd`, user client.portal; on free
+# local ports, started here and stopped at the end; PORTAL_TEST_CEPH_*): if Ceph cannot be
+# installed or does not come up, the run goes on without it and the tests marked `ceph` skip.
 #
 #   scripts/test.sh [PYTEST ARGS...]       e.g. scripts/test.sh tests/unit/test_x.py -k quota
 #   PYTEST_ARGS='-x -q' scripts/test.sh    (same, from the environment / make)
@@ -30,20 +33,28 @@ esac
 # --- system packages -------------------------------------------------------------------------
 # chromium: Debian's browser, driven by Playwright through executable_path=/usr/bin/chromium
 # (no `playwright install`). libvirt_packages (lib.sh): libvirtd, QEMU, and the headers that
-# libvirt-python builds against, so before ensure_venv. Add packages the tests need here
-# (later: OVN, ...).
+# libvirt-python builds against, so before ensure_venv. ceph_packages (lib.sh): Ceph, its Python
+# bindings and libvirt's rbd backend; optional, so a failure there does not stop the run. Add
+# packages the tests need here (later: OVN, ...).
 apt_packages=(chromium "${libvirt_packages[@]}")
 if ((run_pg)); then apt_packages+=(postgresql redis-server); fi
 ensure_apt "${apt_packages[@]}"
+ensure_apt "${ceph_packages[@]}" || log "the Ceph packages could not be installed"
 
 # --- Python ----------------------------------------------------------------------------------
 ensure_venv
+ceph_bindings=1
+ensure_ceph_bindings || ceph_bindings=0   # Debian's rados/rbd modules, importable from .venv
 
 # --- checks that need no database ------------------------------------------------------------
 compose_validate "$PORTAL_ROOT/docker/compose.yml"
 
-# --- libvirt + QEMU (up for both runs) -------------------------------------------------------
+# --- libvirt + QEMU, Ceph (up for both runs) -------------------------------------------------
 libvirt_ready
+# ceph_start says why when it fails; it stops itself on exit (on_exit), and below.
+if ((!ceph_bindings)) || ! ceph_start; then
+    log "running without Ceph: the tests marked ceph will skip"
+fi
 
 # --- pytest arguments ------------------------------------------------------------------------
 # PYTEST_ARGS is split like a shell would (quotes work), then the script's own arguments.
@@ -99,6 +110,8 @@ if ((run_sqlite)); then
     unset DATABASE_URL REDIS_URL
     run_pytest || rc_sqlite=$?
 fi
+
+ceph_stop
 
 if ((rc_pg != 0)); then exit "$rc_pg"; fi
 exit "$rc_sqlite"

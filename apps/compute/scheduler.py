@@ -80,7 +80,7 @@ def claim(request: Request, *, host: Host | None = None) -> Host:
     """Pick and claim a host (or the given one, if it fits); raise Conflict with the reason
     when none can take it."""
     for host in [host] if host is not None else candidates(request):
-        locked = Host.objects.select_for_update().select_related("cluster").get(pk=host.pk)
+        locked = Host.objects.select_for_update(of=("self",)).select_related("cluster").get(pk=host.pk)
         if locked.state == Host.ENABLED and _fits(locked, request):
             Host.objects.filter(pk=locked.pk).update(
                 vcpus_used=F("vcpus_used") + request.vcpus,

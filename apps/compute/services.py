@@ -19,20 +19,8 @@ from apps.core import events, permissions
 from apps.core.actor import Actor
 from apps.core.audit import audited
 from apps.core.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
+from apps.core.validation import clean_name, lookup
 from apps.tenants.services import require_operator
-
-NAME_MAX = 128
-
-
-def _clean_name(name: str, field: str = "name") -> str:
-    name = (name or "").strip()
-    if not name or len(name) > NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise ValidationFailed(
-            f"A {field} of 1 to {NAME_MAX} printable characters is required.",
-            fields={field: [f"1 to {NAME_MAX} printable characters."]},
-        )
-    return name
-
 
 # --- regions and clusters -----------------------------------------------------------------
 
@@ -41,7 +29,7 @@ def create_region(actor: Actor, *, code: str, name: str) -> Region:
     require_operator(actor)
     if Region.objects.filter(code=code).exists():
         raise Conflict(f"Region {code} exists.", fields={"code": ["Already used."]})
-    return Region.objects.create(code=code, name=_clean_name(name))
+    return Region.objects.create(code=code, name=clean_name(name))
 
 
 @audited("cluster.create", area="compute")
@@ -49,7 +37,7 @@ def create_cluster(actor: Actor, *, region: Region, code: str, name: str, tags=(
     require_operator(actor)
     if Cluster.objects.filter(region=region, code=code).exists():
         raise Conflict(f"Cluster {code} exists in {region.code}.", fields={"code": ["Already used."]})
-    return Cluster.objects.create(region=region, code=code, name=_clean_name(name), tags=list(tags), virt_type=virt_type)
+    return Cluster.objects.create(region=region, code=code, name=clean_name(name), tags=list(tags), virt_type=virt_type)
 
 
 # --- hosts --------------------------------------------------------------------------------
@@ -73,7 +61,7 @@ def add_host(actor: Actor, *, cluster: Cluster, name: str, uri: str, management_
     """Register a hypervisor: connect to its libvirt and read its capacity first, so a host
     that cannot be reached is refused rather than half-added."""
     require_operator(actor)
-    name = _clean_name(name)
+    name = clean_name(name)
     if Host.objects.filter(uri=uri).exists() or Host.objects.filter(name=name).exists():
         raise Conflict("A host with this name or URI exists.", fields={"uri": ["Already registered."]})
     try:
@@ -226,7 +214,7 @@ def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro
     if existing is not None:
         return existing
     return Image.objects.create(
-        name=_clean_name(name),
+        name=clean_name(name),
         visibility=visibility,
         status=Image.ACTIVE,
         os_type="linux",
@@ -258,7 +246,7 @@ def upload_image(actor: Actor, *, name: str, chunks, checksum_sha256: str = "", 
 
     tenant = require_writable_tenant(actor)
     permissions.require_area(actor, "compute", "create")
-    name = _clean_name(name)
+    name = clean_name(name)
     if arch not in ("x86_64", "aarch64"):
         raise ValidationFailed("Unknown architecture.", fields={"arch": ["x86_64 or aarch64."]})
     quotas.consume(tenant, amounts={"images": 1})
@@ -304,7 +292,7 @@ def import_image(actor: Actor, *, name: str, url: str, checksum_sha256: str = ""
         raise ValidationFailed("Unknown architecture.", fields={"arch": ["x86_64 or aarch64."]})
     quotas.consume(tenant, amounts={"images": 1})
     image = Image.objects.create(
-        owner=tenant, name=_clean_name(name), description=description, visibility=Image.PRIVATE,
+        owner=tenant, name=clean_name(name), description=description, visibility=Image.PRIVATE,
         status=Image.QUEUED, os_type=os_type, os_distro=os_distro, os_version=os_version, arch=arch, boot=Image.DISK,
         min_ram_mb=min_ram_mb, checksum_sha256=checksum_sha256.lower(), created_by=actor.user,
     )
@@ -343,15 +331,6 @@ def _instance_usage(flavor: Flavor, count: int = 1) -> dict[str, int]:
     return {"instances": count, "vcpus": flavor.vcpus * count, "ram_mb": flavor.ram_mb * count}
 
 
-def _lookup(actor: Actor, queryset, ref: str, field: str, label: str):
-    """A referenced object the actor may use, by public id (flavors: by name), else 404."""
-    key = "name" if queryset.model is Flavor else "public_id"
-    obj = queryset.for_actor(actor).filter(**{key: ref}).first()
-    if obj is None:
-        raise NotFound(f"No {label} {ref}.", fields={field: [f"Unknown {label}."]})
-    return obj
-
-
 @audited("instance.create", area="compute")
 def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pair: str | None = None,
                      count: int = 1, availability_zone: str | None = None, user_data: str = "",
@@ -367,7 +346,7 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
 
     tenant = require_writable_tenant(actor)
     permissions.require_area(actor, "compute", "create")
-    name = _clean_name(name)
+    name = clean_name(name)
     errors = {}
     if not 1 <= count <= MAX_BATCH:
         errors["count"] = [f"Between 1 and {MAX_BATCH}."]
@@ -375,12 +354,12 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         errors["user_data"] = [f"At most {USER_DATA_LIMIT // 1024} KiB."]
     if errors:
         raise ValidationFailed("The request is not valid.", fields=errors)
-    flavor_obj = _lookup(actor, Flavor.objects, flavor, "flavor", "flavor")
-    image_obj = _lookup(actor, Image.objects, image, "image", "image")
-    key_pair_obj = _lookup(actor, KeyPair.objects, key_pair, "key_pair", "key pair") if key_pair else None
+    flavor_obj = lookup(actor, Flavor.objects, flavor, field="flavor", label="flavor", key="name")
+    image_obj = lookup(actor, Image.objects, image, field="image", label="image")
+    key_pair_obj = lookup(actor, KeyPair.objects, key_pair, field="key_pair", label="key pair") if key_pair else None
     group = None
     if isolation_group:
-        group = _lookup(actor, InstanceGroup.objects, isolation_group, "isolation_group", "isolation group")
+        group = lookup(actor, InstanceGroup.objects, isolation_group, field="isolation_group", label="isolation group")
         # Creates into one group queue here, so two of them never pick the same host unseen.
         group = InstanceGroup.objects.select_for_update().get(pk=group.pk)
     zone = None
@@ -496,7 +475,7 @@ def create_instance_group(actor: Actor, *, name: str, policy: str) -> InstanceGr
     permissions.require_area(actor, "compute", "create")
     if policy not in (InstanceGroup.AFFINITY, InstanceGroup.ANTI_AFFINITY):
         raise ValidationFailed("Unknown policy.", fields={"policy": ["affinity or anti-affinity."]})
-    return InstanceGroup.objects.create(tenant=tenant, name=_clean_name(name), policy=policy, created_by=actor.user)
+    return InstanceGroup.objects.create(tenant=tenant, name=clean_name(name), policy=policy, created_by=actor.user)
 
 
 @audited("instance_group.delete", area="compute")
@@ -519,7 +498,7 @@ def rebuild_instance(actor: Actor, *, instance: Instance, image: str | None = No
     from apps.core.tasks import enqueue_on_commit
 
     permissions.require(actor, instance, "rebuild")
-    new_image = _lookup(actor, Image.objects, image, "image", "image") if image else instance.image
+    new_image = lookup(actor, Image.objects, image, field="image", label="image") if image else instance.image
     flavor = Flavor.objects.get(pk=instance.flavor_id)
     _check_fit(flavor, new_image)
     instance = _transition(actor, instance, "rebuild", (Instance.RUNNING, Instance.STOPPED, Instance.ERROR),
@@ -542,7 +521,7 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     from apps.tenants import quotas
 
     permissions.require(actor, instance, "resize")
-    new = _lookup(actor, Flavor.objects, flavor, "flavor", "flavor")
+    new = lookup(actor, Flavor.objects, flavor, field="flavor", label="flavor", key="name")
     locked = Instance.objects.select_for_update(of=("self",)).select_related("image", "host").get(pk=instance.pk)
     if locked.status != Instance.STOPPED:
         raise Conflict(f"Stop instance {locked.public_id} to resize it (it is {locked.status}).", code="invalid_state")
@@ -686,11 +665,11 @@ def update_instance(actor: Actor, *, instance: Instance, name: str | None = None
     permissions.require(actor, instance, "change")
     instance = Instance.objects.select_for_update().get(pk=instance.pk)
     if name is not None:
-        instance.name = _clean_name(name)
+        instance.name = clean_name(name)
     if description is not None:
         instance.description = description.strip()[:255]
     if tags is not None:
-        instance.tags = sorted({_clean_name(t, "tags") for t in tags})
+        instance.tags = sorted({clean_name(t, "tags") for t in tags})
     if metadata is not None:
         if len(metadata) > 50 or any(len(str(k)) > 128 or len(str(v)) > 256 for k, v in metadata.items()):
             raise ValidationFailed("Metadata: at most 50 keys, keys 128 and values 256 characters.",
@@ -720,7 +699,7 @@ def apply_domain_event(event) -> Instance | None:
     task that is driving them, so events never race a task."""
     from apps.compute.drivers.base import CRASHED, RUNNING, SHUTOFF
 
-    instance = Instance.objects.select_for_update().select_related("tenant").filter(
+    instance = Instance.objects.select_for_update(of=("self",)).select_related("tenant").filter(
         public_id=event.name, deleted_at__isnull=True).first()
     if instance is None or instance.is_transitional:
         return instance

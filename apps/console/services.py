@@ -119,7 +119,8 @@ def issue_ticket(actor: Actor, *, instance: Instance) -> Ticket:
     now = timezone.now()
     session = ConsoleSession.objects.create(
         tenant_id=instance.tenant_id, instance=instance, user=actor.user, ticket_hash=_hash(secret),
-        client_ip=actor.client_ip, issued_at=now, expires_at=now + timedelta(seconds=settings.PORTAL_CONSOLE_TICKET_TTL),
+        client_ip=actor.client_ip, issued_at=now,
+        expires_at=now + timedelta(seconds=settings.PORTAL_CONSOLE_TICKET_TTL),
     )
     return Ticket(session=session, secret=secret)
 
@@ -281,8 +282,8 @@ def close_session(session_id: int, *, reason: str, bytes_to_guest: int | None = 
     """End an open session and write it to the audit log (who, instance, from where, how
     long, bytes each way). Closing twice is a no-op."""
     with transaction.atomic():
-        session = (ConsoleSession.objects.select_for_update().select_related("instance", "tenant", "user")
-                   .filter(pk=session_id).first())
+        rows = ConsoleSession.objects.select_for_update(of=("self",)).select_related("instance", "tenant", "user")
+        session = rows.filter(pk=session_id).first()
         if session is None or session.status != ConsoleSession.OPEN:
             return
         if bytes_to_guest is not None:

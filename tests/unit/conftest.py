@@ -1,4 +1,5 @@
-"""Unit tests talk to infrastructure only through the in-process fake drivers."""
+"""Unit tests talk to infrastructure only through the in-process fake drivers (compute and
+storage)."""
 
 import pytest
 
@@ -15,3 +16,17 @@ def fake_compute(settings):
     yield fake
     fake.reset()
     hypervisors._drivers.clear()
+
+
+@pytest.fixture(autouse=True)
+def fake_storage(settings):
+    from apps.storage import backends
+    from apps.storage.drivers import fake
+
+    path = "apps.storage.drivers.fake.FakeStorageDriver"
+    settings.PORTAL_STORAGE_DRIVERS = {"dir": path, "rbd": path}
+    backends.forget_drivers()
+    fake.reset()
+    yield fake
+    fake.reset()
+    backends.forget_drivers()

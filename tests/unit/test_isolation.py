@@ -22,7 +22,10 @@ from apps.tenants import services as tenant_services
 from apps.compute import services as compute_services
 from apps.compute.models import Image, Instance, InstanceGroup
 from apps.tenants.models import ApiToken, KeyPair, Membership
+from apps.storage import services as storage_services
+from apps.storage.models import Snapshot, Volume
 from tests.factories.compute import make_inventory
+from tests.factories.storage import make_storage
 
 # model -> how to make one for tenant A's owner (returns an object with a public_id).
 RESOURCES = {
@@ -40,7 +43,18 @@ RESOURCES = {
     Image: lambda owner: Image.objects.create(
         name="a-secret-image", owner=owner.tenant, visibility=Image.PRIVATE, status=Image.ACTIVE
     ),
+    Volume: lambda owner: make_storage() and storage_services.create_volume(owner, name="a-secret-vol", size_gb=1),
+    Snapshot: lambda owner: storage_services.create_snapshot(owner, volume=_available_volume(owner), name="a-snap"),
 }
+
+
+def _available_volume(owner) -> Volume:
+    """A volume its task has filled (tasks run on commit, which a unit test never reaches)."""
+    make_storage()
+    volume = storage_services.create_volume(owner, name="a-snap-source", size_gb=1)
+    Volume.objects.filter(pk=volume.pk).update(status=Volume.AVAILABLE)
+    volume.refresh_from_db()
+    return volume
 
 # Routes that are not tenant data: auth flows, the schema, the back office (staff only).
 SKIP = re.compile(r"^(backoffice/|api/schema/|api/docs/|healthz|login/|logout/|signup/|password-reset/|static/)")

@@ -322,7 +322,8 @@ class LibvirtDriver(ComputeDriver):
         import libvirt_qemu
 
         dom = self._domain(name)
-        reply = self._call(libvirt_qemu.qemuMonitorCommand, dom, json.dumps({"execute": command, "arguments": arguments}),
+        request = json.dumps({"execute": command, "arguments": arguments})
+        reply = self._call(libvirt_qemu.qemuMonitorCommand, dom, request,
                            libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT)
         return json.loads(reply)
 

@@ -78,7 +78,8 @@ def test_a_ticket_for_one_instance_never_opens_another(a_owner, b_owner, actor, 
     other = launch(a_owner, "db")
     ticket = services.issue_ticket(actor(a_owner), instance=running)
     wrong = refused(ticket, other, user_id=a_owner.user_id)
-    assert (wrong.close_code, wrong.message) == (services.CLOSE_BAD_TICKET, "The console ticket is for another instance.")
+    assert wrong.close_code == services.CLOSE_BAD_TICKET
+    assert wrong.message == "The console ticket is for another instance."
 
     foreign = launch(b_owner, "b")
     ticket = services.issue_ticket(actor(a_owner), instance=running)

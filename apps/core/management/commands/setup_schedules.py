@@ -10,6 +10,7 @@ SCHEDULES = [
     ("host heartbeats", "apps.compute.tasks.refresh_hosts", 1),
     ("reconcile instances with the hypervisors", "apps.compute.tasks.reconcile_instances", 5),
     ("sweep console tickets and lost sessions", "apps.console.services.sweep_sessions", 1),
+    ("storage pool capacity", "apps.storage.services.refresh_storage_pools", 5),
 ]
 
 

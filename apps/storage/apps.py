@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class StorageConfig(AppConfig):
+    name = "apps.storage"
+    label = "storage"
+    verbose_name = "Block storage"
+
+    def ready(self):
+        from apps.core.policies import register_area
+        from apps.tenants.quotas import register_quota
+
+        register_area("storage", "Block storage")
+        register_quota("volumes", "Volumes", default=20)
+        register_quota("volume_gb", "Volume storage", default=1000, unit="GiB")
+        register_quota("snapshots", "Volume snapshots", default=50)

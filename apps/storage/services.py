@@ -1,0 +1,448 @@
+"""Block storage services: pools and volume types (operators); volumes, attachments and
+snapshots (tenants). Each checks, counts quota, writes the wanted state and queues the task
+that drives the backend (apps.storage.tasks) on commit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.utils import timezone
+
+from apps.compute.models import Cluster, Host, Image, Instance, Region
+from apps.core import events, permissions
+from apps.core.audit import audited
+from apps.core.exceptions import Conflict, NotFound, ValidationFailed
+from apps.core.validation import clean_name, lookup
+from apps.storage.backends import get_storage_driver
+from apps.storage.drivers.base import StorageError
+from apps.storage.models import Snapshot, StoragePool, Volume, VolumeAttachment, VolumeType
+from apps.tenants.services import require_operator
+
+if TYPE_CHECKING:
+    from apps.core.actor import Actor
+
+# Event publishers (no state change) and the scheduled capacity refresh (reads the backends).
+UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools")
+
+MAX_VOLUME_GB = 16384
+DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
+
+
+def publish_volume(volume: Volume) -> None:
+    events.publish(volume.tenant_id, {"type": "volume", "id": volume.public_id, "status": volume.status,
+                                      "reason": volume.status_reason})
+
+
+def publish_snapshot(snapshot: Snapshot) -> None:
+    events.publish(snapshot.tenant_id, {"type": "snapshot", "id": snapshot.public_id, "status": snapshot.status,
+                                        "volume": snapshot.volume.public_id})
+
+
+# --- pools and volume types (operators) -----------------------------------------------------
+
+@audited("storage_pool.create", area="storage")
+def add_storage_pool(actor: Actor, *, name: str, backend: str, region: Region, config: dict,
+                     availability_zone: Cluster | None = None, host: Host | None = None,
+                     tags: list[str] | None = None) -> StoragePool:
+    """Register a pool; it must answer (its capacity is read) before it is saved."""
+    require_operator(actor)
+    if backend not in (StoragePool.DIR, StoragePool.RBD):
+        raise ValidationFailed("Unknown backend.", fields={"backend": ["dir or rbd."]})
+    if backend == StoragePool.DIR and (host is None or not config.get("path")):
+        raise ValidationFailed("A dir pool lives on one host, in one folder.",
+                               fields={"host": ["Required for dir pools."], "path": ["Required for dir pools."]})
+    if backend == StoragePool.RBD and not {"conf", "user", "pool"} <= set(config):
+        raise ValidationFailed("An RBD pool needs the cluster's conf file, a cephx user and a pool.",
+                               fields={"config": ["conf, user and pool are required."]})
+    if StoragePool.objects.filter(name=name).exists():
+        raise Conflict(f"A pool named {name} exists.", fields={"name": ["Taken."]})
+    pool = StoragePool(name=name, backend=backend, region=region, availability_zone=availability_zone, host=host,
+                       config=config, tags=tags or [])
+    _read_usage(pool)
+    if pool.state_reason:
+        raise ValidationFailed(f"The pool does not answer: {pool.state_reason}", fields={"config": [pool.state_reason]})
+    pool.save()
+    return pool
+
+
+def _read_usage(pool: StoragePool) -> None:
+    try:
+        usage = get_storage_driver(pool).usage()
+    except StorageError as exc:
+        pool.state_reason = str(exc)[:255]
+        return
+    pool.capacity_bytes, pool.allocated_bytes = usage.capacity_bytes, usage.allocated_bytes
+    pool.available_bytes, pool.refreshed_at, pool.state_reason = usage.available_bytes, timezone.now(), ""
+
+
+@audited("storage_pool.update", area="storage")
+def update_storage_pool(actor: Actor, *, pool: StoragePool, enabled: bool | None = None,
+                        tags: list[str] | None = None) -> StoragePool:
+    require_operator(actor)
+    pool = StoragePool.objects.select_for_update().get(pk=pool.pk)
+    if enabled is not None:
+        pool.enabled = enabled
+    if tags is not None:
+        pool.tags = [clean_name(t, "tags") for t in tags]
+    pool.save(update_fields=["enabled", "tags"])
+    return pool
+
+
+def refresh_storage_pools() -> int:
+    """Capacity and use of every pool, read from the backends (scheduled)."""
+    count = 0
+    for pool in StoragePool.objects.select_related("host"):
+        _read_usage(pool)
+        pool.save(update_fields=["capacity_bytes", "allocated_bytes", "available_bytes", "refreshed_at",
+                                 "state_reason"])
+        count += 1
+    return count
+
+
+@audited("volume_type.create", area="storage")
+def create_volume_type(actor: Actor, *, name: str, pool: StoragePool, description: str = "",
+                       multi_attach: bool = False, is_public: bool = True, is_default: bool = False) -> VolumeType:
+    require_operator(actor)
+    if VolumeType.objects.filter(name=name).exists():
+        raise Conflict(f"A volume type named {name} exists.", fields={"name": ["Taken."]})
+    if is_default:
+        VolumeType.objects.filter(is_default=True).update(is_default=False)
+    return VolumeType.objects.create(name=name, pool=pool, description=description, multi_attach=multi_attach,
+                                     is_public=is_public, is_default=is_default)
+
+
+@audited("volume_type.update", area="storage")
+def update_volume_type(actor: Actor, *, volume_type: VolumeType, description: str, is_public: bool,
+                       is_default: bool) -> VolumeType:
+    """The pool and what volumes may do are fixed (volumes refer to them); offer and describe."""
+    require_operator(actor)
+    volume_type = VolumeType.objects.select_for_update().get(pk=volume_type.pk)
+    if is_default:
+        VolumeType.objects.exclude(pk=volume_type.pk).filter(is_default=True).update(is_default=False)
+    volume_type.description, volume_type.is_public, volume_type.is_default = description, is_public, is_default
+    volume_type.save(update_fields=["description", "is_public", "is_default"])
+    return volume_type
+
+
+# --- volumes ----------------------------------------------------------------------------------
+
+def _volume_type(actor: Actor, name: str | None) -> VolumeType:
+    types = VolumeType.objects.select_related("pool", "pool__region", "pool__host")
+    if name:
+        volume_type = lookup(actor, types, name, field="volume_type", label="volume type", key="name")
+    else:
+        volume_type = types.for_actor(actor).filter(is_default=True).first()
+        if volume_type is None:
+            raise ValidationFailed("Choose a volume type.", fields={"volume_type": ["No default type is set."]})
+    if not volume_type.pool.enabled:
+        raise Conflict(f"Volume type {volume_type.name} is closed for new volumes (its pool is disabled).",
+                       code="pool_disabled")
+    return volume_type
+
+
+def _check_size(size_gb: int, *, at_least: int = 1, field: str = "size_gb") -> None:
+    if not isinstance(size_gb, int) or size_gb < at_least or size_gb > MAX_VOLUME_GB:
+        raise ValidationFailed(f"The size must be between {at_least} and {MAX_VOLUME_GB} GiB.",
+                               fields={field: [f"{at_least} to {MAX_VOLUME_GB} GiB."]})
+
+
+def _check_pool_space(pool: StoragePool, size_gb: int) -> None:
+    """Thin pools overcommit, but not past what the backend has left at all."""
+    if pool.available_bytes and size_gb * (1 << 30) > pool.capacity_bytes:
+        raise Conflict(f"Pool {pool.name} holds at most {pool.capacity_bytes >> 30} GiB.", code="no_space",
+                       fields={"size_gb": ["Larger than the pool."]})
+
+
+@audited("volume.create", area="storage")
+def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume_type: str | None = None,
+                  image: str | None = None, snapshot: str | None = None, source_volume: str | None = None,
+                  description: str = "", tags: list[str] | None = None) -> Volume:
+    """A volume: empty, from an image (bootable, copy-on-write over the image), from a snapshot
+    or as a copy of another volume (full copies). Created `creating`; a task fills it."""
+    from apps.core.services import start_operation
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+    from apps.tenants import quotas
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require_area(actor, "storage", "create")
+    if sum(ref is not None for ref in (image, snapshot, source_volume)) > 1:
+        raise ValidationFailed("Give at most one source: an image, a snapshot or a volume.",
+                               fields={"image": ["One source only."]})
+    source_image = source_snapshot = source = None
+    minimum = 1
+    if image is not None:
+        source_image = lookup(actor, Image.objects.filter(status=Image.ACTIVE, deleted_at__isnull=True), image,
+                              field="image", label="image")
+        if source_image.boot != Image.DISK:
+            raise ValidationFailed(f"Image {source_image.name} boots a kernel directly; it has no disk to copy.",
+                                   fields={"image": ["Not a disk image."]})
+        minimum = max(1, source_image.min_disk_gb)
+    if snapshot is not None:
+        source_snapshot = lookup(actor, Snapshot.objects.select_related("volume__volume_type__pool"), snapshot,
+                                 field="snapshot", label="snapshot")
+        if source_snapshot.status != Snapshot.AVAILABLE:
+            raise Conflict(f"Snapshot {source_snapshot.public_id} is {source_snapshot.status}.", code="invalid_state")
+        minimum = source_snapshot.size_gb
+    if source_volume is not None:
+        source = lookup(actor, Volume.objects.select_related("volume_type__pool"), source_volume,
+                        field="source_volume", label="volume")
+        if source.status not in (Volume.AVAILABLE, Volume.IN_USE):
+            raise Conflict(f"Volume {source.public_id} is {source.status}.", code="invalid_state")
+        minimum = source.size_gb
+    size_gb = minimum if size_gb is None and minimum > 1 else size_gb
+    _check_size(size_gb, at_least=minimum)
+    origin = source_snapshot.volume if source_snapshot else source
+    chosen = origin.volume_type if origin is not None and not volume_type else _volume_type(actor, volume_type)
+    if origin is not None and origin.pool_id != chosen.pool_id:
+        raise ValidationFailed("Copies stay in their source's pool: choose a volume type of that pool.",
+                               fields={"volume_type": [f"Use a type of pool {origin.pool.name}."]})
+    _check_pool_space(chosen.pool, size_gb)
+    quotas.consume(tenant, region=chosen.pool.region.code, amounts={"volumes": 1, "volume_gb": size_gb})
+    volume = Volume.objects.create(
+        tenant=tenant, name=clean_name(name), description=description.strip()[:255], size_gb=size_gb,
+        volume_type=chosen, pool=chosen.pool, multi_attach=chosen.multi_attach, image=source_image,
+        source_snapshot=source_snapshot, source_volume=source, tags=sorted({clean_name(t, "tags") for t in tags or []}),
+        created_by=actor.user,
+    )
+    operation = start_operation(actor, area="storage", kind="volume.create", name=f"Create {volume.name}",
+                                resource_id=volume.public_id)
+    publish_volume(volume)
+    enqueue_on_commit(tasks.create_volume, volume.pk, operation.pk)
+    return volume
+
+
+def _locked(volume: Volume) -> Volume:
+    return Volume.objects.select_for_update(of=("self",)).select_related("pool", "tenant").get(pk=volume.pk)
+
+
+def _require_status(volume: Volume, action: str, allowed: tuple[str, ...]) -> None:
+    if volume.status not in allowed:
+        raise Conflict(f"Cannot {action} volume {volume.public_id} while it is {volume.status}.",
+                       code="invalid_state")
+
+
+def _attached_to(volume: Volume) -> str:
+    return ", ".join(f"{a.instance.public_id} as {a.device}" for a in volume.attachments.select_related("instance"))
+
+
+@audited("volume.update", area="storage")
+def update_volume(actor: Actor, *, volume: Volume, name: str | None = None, description: str | None = None,
+                  tags: list[str] | None = None) -> Volume:
+    permissions.require(actor, volume, "change")
+    volume = _locked(volume)
+    if name is not None:
+        volume.name = clean_name(name)
+    if description is not None:
+        volume.description = description.strip()[:255]
+    if tags is not None:
+        volume.tags = sorted({clean_name(t, "tags") for t in tags})
+    volume.save(update_fields=["name", "description", "tags", "updated_at"])
+    return volume
+
+
+@audited("volume.resize", area="storage")
+def resize_volume(actor: Actor, *, volume: Volume, size_gb: int) -> Volume:
+    """Grow a volume; attached to a running instance, the guest sees the new size at once."""
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+    from apps.tenants import quotas
+
+    permissions.require(actor, volume, "resize")
+    volume = _locked(volume)
+    _require_status(volume, "resize", (Volume.AVAILABLE, Volume.IN_USE))
+    if not isinstance(size_gb, int) or size_gb <= volume.size_gb:
+        raise ValidationFailed(f"Volumes only grow: give more than {volume.size_gb} GiB.",
+                               fields={"size_gb": [f"More than {volume.size_gb} GiB."]})
+    _check_size(size_gb)
+    _check_pool_space(volume.pool, size_gb)
+    quotas.consume(volume.tenant, region=volume.pool.region.code, amounts={"volume_gb": size_gb - volume.size_gb})
+    previous = volume.status
+    volume.size_gb, volume.status, volume.status_reason = size_gb, Volume.EXTENDING, ""
+    volume.save(update_fields=["size_gb", "status", "status_reason", "updated_at"])
+    publish_volume(volume)
+    enqueue_on_commit(tasks.resize_volume, volume.pk, 1 if previous == Volume.IN_USE else 0)
+    return volume
+
+
+@audited("volume.delete", area="storage")
+def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    permissions.require(actor, volume, "delete")
+    volume = _locked(volume)
+    if volume.attachments.exists():
+        raise Conflict(f"Volume {volume.public_id} is attached to {_attached_to(volume)}: detach it first.",
+                       code="attached")
+    _require_status(volume, "delete", (Volume.AVAILABLE, Volume.ERROR))
+    snapshots = list(volume.snapshots.exclude(status=Snapshot.DELETED).values_list("public_id", flat=True))
+    if snapshots:
+        raise Conflict(f"Volume {volume.public_id} has snapshots ({', '.join(snapshots)}): they live in the volume, "
+                       "so delete them first (or copy them to new volumes).", code="has_snapshots")
+    volume.status, volume.status_reason = Volume.DELETING, ""
+    volume.save(update_fields=["status", "status_reason", "updated_at"])
+    publish_volume(volume)
+    enqueue_on_commit(tasks.delete_volume, volume.pk)
+    return volume
+
+
+# --- attachments -----------------------------------------------------------------------------
+
+def _check_reachable(volume: Volume, instance: Instance) -> None:
+    """A volume attaches only where its pool is: a dir pool on the instance's own host, an RBD
+    pool in the instance's region (and zone, when the pool belongs to one)."""
+    pool = volume.pool
+    if pool.backend == StoragePool.DIR and instance.host_id != pool.host_id:
+        where = instance.host.name if instance.host_id else "no host yet"
+        raise Conflict(f"Volume {volume.public_id} is in pool {pool.name} on host {pool.host.name}; instance "
+                       f"{instance.public_id} runs on {where}.", code="not_reachable")
+    if pool.region.code != instance.region or (
+            pool.availability_zone_id and pool.availability_zone_id != instance.host.cluster_id):
+        raise Conflict(f"Volume {volume.public_id} is in another region or zone than instance "
+                       f"{instance.public_id}.", code="not_reachable")
+
+
+@audited("volume.attach", area="storage")
+def attach_volume(actor: Actor, *, volume: Volume, instance: Instance, device: str | None = None) -> Volume:
+    """Plug a volume into an instance (running: hot plug). The device name is kept while it
+    stays attached, so the guest finds it at the same place after a reboot."""
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    permissions.require(actor, volume, "attach")
+    permissions.require(actor, instance, "change")
+    volume = _locked(volume)
+    instance = Instance.objects.select_for_update(of=("self",)).select_related("host").get(pk=instance.pk)
+    if volume.attachments.filter(instance=instance).exists():
+        raise Conflict(f"Volume {volume.public_id} is attached to {instance.public_id} already.", code="attached")
+    if volume.status == Volume.IN_USE and not volume.multi_attach:
+        raise Conflict(f"Volume {volume.public_id} is attached to {_attached_to(volume)}; its type "
+                       f"{volume.volume_type.name} does not allow attaching it to several instances.",
+                       code="attached")
+    _require_status(volume, "attach", (Volume.AVAILABLE, Volume.IN_USE))
+    if instance.status not in (Instance.RUNNING, Instance.STOPPED):
+        raise Conflict(f"Instance {instance.public_id} is {instance.status}: attach to a running or stopped "
+                       "instance.", code="invalid_state")
+    _check_reachable(volume, instance)
+    taken = set(instance.volume_attachments.values_list("device", flat=True))
+    if device is not None:
+        if device not in DEVICES or device in taken:
+            in_use = ", ".join(sorted(taken)) or "none"
+            raise ValidationFailed(f"Device {device} is not free on {instance.public_id}.",
+                                   fields={"device": [f"A free one of vdb…vdz; taken: {in_use}."]})
+    else:
+        device = next((d for d in DEVICES if d not in taken), None)
+        if device is None:
+            raise Conflict(f"Instance {instance.public_id} has no free disk slot.", code="no_device")
+    attachment = VolumeAttachment.objects.create(volume=volume, instance=instance, device=device)
+    volume.status, volume.status_reason = Volume.ATTACHING, f"to {instance.public_id} as {device}"
+    volume.save(update_fields=["status", "status_reason", "updated_at"])
+    publish_volume(volume)
+    enqueue_on_commit(tasks.attach_volume, attachment.pk)
+    return volume
+
+
+@audited("volume.detach", area="storage")
+def detach_volume(actor: Actor, *, volume: Volume, instance: Instance | None = None) -> Volume:
+    """Unplug a volume (from `instance`, needed when it is attached to several)."""
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    permissions.require(actor, volume, "attach")
+    volume = _locked(volume)
+    _require_status(volume, "detach", (Volume.IN_USE,))
+    attachments = volume.attachments.select_related("instance")
+    if instance is not None:
+        attachments = attachments.filter(instance=instance)
+    attachments = list(attachments)
+    if not attachments:
+        raise NotFound(f"Volume {volume.public_id} is not attached to {instance.public_id}.",
+                       fields={"instance": ["Not attached there."]})
+    if len(attachments) > 1:
+        raise ValidationFailed("The volume is attached to several instances: say which.",
+                               fields={"instance": [_attached_to(volume)]})
+    attachment = attachments[0]
+    if attachment.is_root:
+        raise Conflict(f"Volume {volume.public_id} is the root disk of {attachment.instance.public_id}; it stays.",
+                       code="root_disk")
+    permissions.require(actor, attachment.instance, "change")
+    volume.status, volume.status_reason = Volume.DETACHING, f"from {attachment.instance.public_id}"
+    volume.save(update_fields=["status", "status_reason", "updated_at"])
+    publish_volume(volume)
+    enqueue_on_commit(tasks.detach_volume, attachment.pk)
+    return volume
+
+
+# --- snapshots -------------------------------------------------------------------------------
+
+@audited("snapshot.create", area="storage")
+def create_snapshot(actor: Actor, *, volume: Volume, name: str, description: str = "") -> Snapshot:
+    """A point-in-time snapshot, attached volumes included (the guest's QEMU takes it)."""
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+    from apps.tenants import quotas
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require(actor, volume, "snapshot")
+    volume = _locked(volume)
+    _require_status(volume, "snapshot", (Volume.AVAILABLE, Volume.IN_USE))
+    quotas.consume(tenant, region=volume.pool.region.code, amounts={"snapshots": 1})
+    snapshot = Snapshot.objects.create(tenant=tenant, volume=volume, name=clean_name(name), size_gb=volume.size_gb,
+                                       description=description.strip()[:255], created_by=actor.user)
+    publish_snapshot(snapshot)
+    enqueue_on_commit(tasks.create_snapshot, snapshot.pk)
+    return snapshot
+
+
+def _locked_snapshot(snapshot: Snapshot) -> Snapshot:
+    locked = Snapshot.objects.select_for_update(of=("self",)).select_related("volume", "volume__pool")
+    return locked.get(pk=snapshot.pk)
+
+
+@audited("snapshot.delete", area="storage")
+def delete_snapshot(actor: Actor, *, snapshot: Snapshot) -> Snapshot:
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    permissions.require(actor, snapshot, "delete")
+    snapshot = _locked_snapshot(snapshot)
+    if snapshot.status not in (Snapshot.AVAILABLE, Snapshot.ERROR):
+        raise Conflict(f"Snapshot {snapshot.public_id} is {snapshot.status}.", code="invalid_state")
+    busy = Volume.objects.filter(source_snapshot=snapshot, status=Volume.CREATING).values_list("public_id", flat=True)
+    if busy:
+        raise Conflict(f"Volumes are being created from snapshot {snapshot.public_id} ({', '.join(busy)}); "
+                       "delete it when they are ready.", code="in_use")
+    snapshot.status = Snapshot.DELETING
+    snapshot.save(update_fields=["status", "updated_at"])
+    publish_snapshot(snapshot)
+    enqueue_on_commit(tasks.delete_snapshot, snapshot.pk)
+    return snapshot
+
+
+@audited("snapshot.revert", area="storage")
+def revert_to_snapshot(actor: Actor, *, snapshot: Snapshot) -> Volume:
+    """Put the volume back to the snapshot. Only detached: a running guest would not expect
+    its disk to change under it."""
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    permissions.require(actor, snapshot.volume, "change")
+    snapshot = _locked_snapshot(snapshot)
+    volume = _locked(snapshot.volume)
+    if volume.attachments.exists():
+        raise Conflict(f"Volume {volume.public_id} is attached to {_attached_to(volume)}: detach it before "
+                       "reverting it to a snapshot.", code="attached")
+    _require_status(volume, "revert", (Volume.AVAILABLE,))
+    if snapshot.status != Snapshot.AVAILABLE:
+        raise Conflict(f"Snapshot {snapshot.public_id} is {snapshot.status}.", code="invalid_state")
+    volume.status, volume.status_reason = Volume.RESTORING, f"to {snapshot.public_id}"
+    volume.save(update_fields=["status", "status_reason", "updated_at"])
+    snapshot.status = Snapshot.RESTORING
+    snapshot.save(update_fields=["status", "updated_at"])
+    publish_volume(volume)
+    enqueue_on_commit(tasks.revert_to_snapshot, snapshot.pk)
+    return volume
+

@@ -1,0 +1,233 @@
+"""Storage tasks (django-q2): drive the pool's backend, or the hypervisor for attached
+volumes, then record what happened. Each is idempotent: a worker killed half-way leaves a
+state the re-run finishes (backend verbs accept what exists; rows are re-read under locks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.compute.drivers.base import RUNNING, DriverError
+from apps.compute.hypervisors import get_compute_driver
+from apps.core import services as core_services
+from apps.storage import services
+from apps.storage.backends import get_storage_driver
+from apps.storage.drivers.base import InUse, StorageError
+from apps.storage.models import Snapshot, Volume, VolumeAttachment
+
+GiB = 1 << 30
+
+
+def image_base(image) -> str:
+    """The pool object every volume of an image is cloned from (imported once per pool)."""
+    return image.public_id
+
+
+def _set(volume_id: int, status: str, reason: str = "") -> Volume:
+    with transaction.atomic():
+        volume = Volume.objects.select_for_update().get(pk=volume_id)
+        volume.status, volume.status_reason = status, reason[:512]
+        volume.save(update_fields=["status", "status_reason", "updated_at"])
+        services.publish_volume(volume)
+    return volume
+
+
+def _load(volume_id: int) -> Volume:
+    return Volume.objects.select_related("pool", "pool__host", "image", "source_snapshot__volume",
+                                         "source_volume", "tenant").get(pk=volume_id)
+
+
+def create_volume(volume_id: int, operation_id: int) -> None:
+    volume = _load(volume_id)
+    if volume.status != Volume.CREATING:
+        return
+    driver = get_storage_driver(volume.pool)
+    size = volume.size_gb * GiB
+    try:
+        if volume.image_id:
+            core_services.operation_step(operation_id, step="importing the image into the pool", progress=20)
+            driver.import_image(image_base(volume.image), volume.image.disk_file)
+            core_services.operation_step(operation_id, step="cloning the image", progress=70)
+            driver.clone_image(volume.public_id, image_base(volume.image), size)
+        elif volume.source_snapshot_id:
+            snapshot = volume.source_snapshot
+            core_services.operation_step(operation_id, step=f"copying {snapshot.public_id}", progress=30)
+            driver.copy_volume(volume.public_id, snapshot.volume.public_id, size, snapshot=snapshot.public_id)
+        elif volume.source_volume_id:
+            core_services.operation_step(operation_id, step=f"copying {volume.source_volume.public_id}", progress=30)
+            driver.copy_volume(volume.public_id, volume.source_volume.public_id, size)
+        else:
+            driver.create_volume(volume.public_id, size)
+    except StorageError as exc:
+        _set(volume_id, Volume.ERROR, str(exc))
+        core_services.operation_fail(operation_id, error=str(exc))
+        return
+    _set(volume_id, Volume.AVAILABLE)
+    core_services.operation_finish(operation_id, result={"size_gb": volume.size_gb}, log="available")
+
+
+def _running_attachment(volume: Volume) -> VolumeAttachment | None:
+    """The attachment whose guest runs now, if any (its QEMU holds the volume)."""
+    for attachment in volume.attachments.select_related("instance__host"):
+        host = attachment.instance.host
+        if host is None:
+            continue
+        try:
+            if get_compute_driver(host.uri).domain_info(attachment.instance.public_id).state == RUNNING:
+                return attachment
+        except DriverError:
+            continue
+    return None
+
+
+def resize_volume(volume_id: int, was_attached: int) -> None:
+    volume = _load(volume_id)
+    if volume.status != Volume.EXTENDING:
+        return
+    settled = Volume.IN_USE if was_attached else Volume.AVAILABLE
+    size = volume.size_gb * GiB
+    try:
+        running = _running_attachment(volume)
+        if running is not None:  # the guest's QEMU grows it, and the guest sees it at once
+            get_compute_driver(running.instance.host.uri).resize_disk(running.instance.public_id, running.device, size)
+        else:
+            get_storage_driver(volume.pool).resize_volume(volume.public_id, size)
+    except (StorageError, DriverError) as exc:
+        _set(volume_id, settled, f"Resize failed: {exc}")
+        return
+    _set(volume_id, settled)
+
+
+def _disk(volume: Volume, device: str):
+    source = get_storage_driver(volume.pool).disk_source(volume.public_id)
+    return replace(source, target=device, serial=volume.public_id)
+
+
+def attach_volume(attachment_id: int) -> None:
+    attachment = VolumeAttachment.objects.select_related("volume__pool", "instance__host").filter(
+        pk=attachment_id).first()
+    if attachment is None or attachment.volume.status != Volume.ATTACHING:
+        return
+    volume, instance = attachment.volume, attachment.instance
+    try:
+        get_compute_driver(instance.host.uri).attach_disk(instance.public_id, _disk(volume, attachment.device))
+    except (StorageError, DriverError) as exc:
+        with transaction.atomic():
+            attachment.delete()
+            remaining = volume.attachments.exists()
+        _set(volume.pk, Volume.IN_USE if remaining else Volume.AVAILABLE, f"Attach failed: {exc}")
+        return
+    _set(volume.pk, Volume.IN_USE)
+
+
+def detach_volume(attachment_id: int) -> None:
+    attachment = VolumeAttachment.objects.select_related("volume", "instance__host").filter(pk=attachment_id).first()
+    if attachment is None or attachment.volume.status != Volume.DETACHING:
+        return
+    volume, instance = attachment.volume, attachment.instance
+    try:
+        if instance.host_id is not None:
+            get_compute_driver(instance.host.uri).detach_disk(instance.public_id, attachment.device)
+    except DriverError as exc:
+        _set(volume.pk, Volume.IN_USE, f"Detach failed: {exc}")
+        return
+    with transaction.atomic():
+        attachment.delete()
+        remaining = volume.attachments.exists()
+    _set(volume.pk, Volume.IN_USE if remaining else Volume.AVAILABLE)
+
+
+def delete_volume(volume_id: int) -> None:
+    from apps.tenants import quotas
+
+    volume = _load(volume_id)
+    if volume.status != Volume.DELETING:
+        return
+    try:
+        get_storage_driver(volume.pool).delete_volume(volume.public_id)
+    except StorageError as exc:
+        _set(volume_id, Volume.ERROR, f"Delete failed: {exc}")
+        return
+    with transaction.atomic():
+        volume = Volume.objects.select_for_update().get(pk=volume_id)
+        if volume.status != Volume.DELETING:
+            return
+        volume.status, volume.status_reason, volume.deleted_at = Volume.DELETED, "", timezone.now()
+        volume.save(update_fields=["status", "status_reason", "deleted_at", "updated_at"])
+        quotas.release(volume.tenant, region=volume.pool.region.code,
+                       amounts={"volumes": 1, "volume_gb": volume.size_gb})
+        services.publish_volume(volume)
+
+
+def _snapshot(snapshot_id: int) -> Snapshot:
+    return Snapshot.objects.select_related("volume__pool", "tenant").get(pk=snapshot_id)
+
+
+def _set_snapshot(snapshot_id: int, status: str, reason: str = "", **fields) -> Snapshot:
+    with transaction.atomic():
+        snapshot = Snapshot.objects.select_for_update(of=("self",)).select_related("volume").get(pk=snapshot_id)
+        snapshot.status, snapshot.status_reason = status, reason[:512]
+        for key, value in fields.items():
+            setattr(snapshot, key, value)
+        snapshot.save()
+        services.publish_snapshot(snapshot)
+    return snapshot
+
+
+def create_snapshot(snapshot_id: int) -> None:
+    snapshot = _snapshot(snapshot_id)
+    if snapshot.status != Snapshot.CREATING:
+        return
+    volume = snapshot.volume
+    try:
+        running = _running_attachment(volume)
+        if running is not None and volume.pool.backend == "dir":  # the file is QEMU's while it runs
+            get_compute_driver(running.instance.host.uri).snapshot_disk(running.instance.public_id, running.device,
+                                                                        snapshot.public_id)
+        else:
+            get_storage_driver(volume.pool).create_snapshot(volume.public_id, snapshot.public_id)
+    except (StorageError, DriverError) as exc:
+        _set_snapshot(snapshot_id, Snapshot.ERROR, str(exc))
+        return
+    _set_snapshot(snapshot_id, Snapshot.AVAILABLE)
+
+
+def delete_snapshot(snapshot_id: int) -> None:
+    from apps.tenants import quotas
+
+    snapshot = _snapshot(snapshot_id)
+    if snapshot.status != Snapshot.DELETING:
+        return
+    volume = snapshot.volume
+    try:
+        running = _running_attachment(volume)
+        if running is not None and volume.pool.backend == "dir":
+            get_compute_driver(running.instance.host.uri).delete_disk_snapshot(
+                running.instance.public_id, running.device, snapshot.public_id)
+        else:
+            get_storage_driver(volume.pool).delete_snapshot(volume.public_id, snapshot.public_id)
+    except InUse as exc:
+        _set_snapshot(snapshot_id, Snapshot.AVAILABLE, f"Not deleted: {exc}")
+        return
+    except (StorageError, DriverError) as exc:
+        _set_snapshot(snapshot_id, Snapshot.ERROR, f"Delete failed: {exc}")
+        return
+    _set_snapshot(snapshot_id, Snapshot.DELETED, deleted_at=timezone.now())
+    quotas.release(snapshot.tenant, region=volume.pool.region.code, amounts={"snapshots": 1})
+
+
+def revert_to_snapshot(snapshot_id: int) -> None:
+    snapshot = _snapshot(snapshot_id)
+    if snapshot.status != Snapshot.RESTORING:
+        return
+    volume = snapshot.volume
+    try:
+        get_storage_driver(volume.pool).rollback_snapshot(volume.public_id, snapshot.public_id)
+    except StorageError as exc:
+        _set(volume.pk, Volume.AVAILABLE, f"Revert failed: {exc}")
+        _set_snapshot(snapshot_id, Snapshot.AVAILABLE)
+        return
+    _set(volume.pk, Volume.AVAILABLE, f"Reverted to {snapshot.public_id}")
+    _set_snapshot(snapshot_id, Snapshot.AVAILABLE)

@@ -1,0 +1,47 @@
+"""Storage fixtures: the throwaway Ceph cluster that `make test` starts once for both runs
+(ceph_start in scripts/lib.sh): one mon, one in-memory OSD, no mgr, the pool `rbd`, and
+client.portal with `profile rbd` on that pool only, as the portal will have.
+
+- `ceph_cluster` (per session): how to reach it, from the PORTAL_TEST_CEPH_* variables the test
+  command exports; the test is skipped when there is none (Ceph not installable, or pytest run
+  by hand without `make test`). The `rados` and `rbd` bindings are Debian's, made importable in
+  .venv by ensure_ceph_bindings; import them inside the tests, so collection works without them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass(frozen=True)
+class CephCluster:
+    """Connect with ``rados.Rados(conffile=conf, name=f"client.{user}", conf={"keyring": keyring})``."""
+
+    conf: str  # ceph.conf path
+    user: str  # client name without "client."
+    pool: str
+    keyring: str  # the user's keyring path
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster() -> CephCluster:
+    conf = os.environ.get("PORTAL_TEST_CEPH_CONF", "")
+    if not conf:
+        pytest.skip("no Ceph cluster: PORTAL_TEST_CEPH_CONF is unset; `make test` starts one")
+    # Set but wrong is a broken environment (a stale export from a stopped cluster), not a skip.
+    missing = [name for name in ("PORTAL_TEST_CEPH_USER", "PORTAL_TEST_CEPH_POOL", "PORTAL_TEST_CEPH_KEYRING")
+               if not os.environ.get(name)]
+    if missing:
+        pytest.fail(f"PORTAL_TEST_CEPH_CONF is set but {', '.join(missing)} is not")
+    if not Path(conf).is_file():
+        pytest.fail(f"PORTAL_TEST_CEPH_CONF={conf} does not exist (a cluster that was stopped?)")
+    return CephCluster(
+        conf=conf,
+        user=os.environ["PORTAL_TEST_CEPH_USER"],
+        pool=os.environ["PORTAL_TEST_CEPH_POOL"],
+        keyring=os.environ["PORTAL_TEST_CEPH_KEYRING"],
+    )

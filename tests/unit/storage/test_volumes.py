@@ -1,0 +1,261 @@
+"""Volumes, attachments and snapshots through the services and the API, on the fake pool and
+the fake hypervisor (tasks run on commit, inline)."""
+
+import pytest
+
+from apps.compute import services as compute
+from apps.compute.drivers.fake import FakeDriver
+from apps.compute.models import Host, Image
+from apps.core.exceptions import Conflict, NotFound, QuotaExceeded, ValidationFailed
+from apps.storage import services
+from apps.storage.backends import get_storage_driver
+from apps.storage.drivers.base import NotFound as BackendNotFound
+from apps.storage.drivers.base import StorageError
+from apps.storage.models import Snapshot, Volume, VolumeAttachment
+from apps.tenants.models import Quota
+from tests.factories.storage import make_storage
+
+
+@pytest.fixture
+def storage(db):
+    return make_storage()
+
+
+@pytest.fixture
+def run(django_capture_on_commit_callbacks):
+    """Call a service and run the tasks it queued on commit."""
+
+    def call(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+def fresh(obj):
+    obj.refresh_from_db()
+    return obj
+
+
+def backend(volume):
+    return get_storage_driver(volume.pool).volume_info(volume.public_id)
+
+
+def launch(run, owner, name="vm"):
+    [instance] = run(compute.create_instances, owner, name=name, flavor="t1.nano",
+                     image=Image.objects.get(name="tiny").public_id)
+    return fresh(instance)
+
+
+def test_volumes_from_nothing_an_image_a_snapshot_and_a_volume(a_owner, actor, run, storage):
+    owner = actor(a_owner)
+    blank = fresh(run(services.create_volume, owner, name="data", size_gb=10))
+    assert (blank.status, backend(blank).size_bytes, blank.pool.name) == ("available", 10 << 30, "local")
+
+    boot = fresh(run(services.create_volume, owner, name="root", image=storage["disk_image"].public_id))
+    assert (boot.status, boot.size_gb) == ("available", 2)  # the image's minimum disk
+    assert backend(boot).parent == storage["disk_image"].public_id  # copy-on-write over the image base
+
+    snapshot = fresh(run(services.create_snapshot, owner, volume=blank, name="s1"))
+    assert snapshot.status == "available" and snapshot.public_id in backend(blank).snapshots
+    restored = fresh(run(services.create_volume, owner, name="from-snap", snapshot=snapshot.public_id))
+    assert (restored.status, restored.size_gb, backend(restored).parent) == ("available", 10, "")
+    copy = fresh(run(services.create_volume, owner, name="copy", source_volume=blank.public_id, size_gb=12))
+    assert (copy.status, backend(copy).size_bytes) == ("available", 12 << 30)
+
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (usage["volumes"], usage["volume_gb"], usage["snapshots"]) == (4, 10 + 2 + 10 + 12, 1)
+
+
+@pytest.mark.parametrize("values, field", [
+    ({"size_gb": 0}, "size_gb"),
+    ({"size_gb": -5}, "size_gb"),
+    ({"size_gb": 100_000}, "size_gb"),
+    ({"size_gb": 1, "name": "bad\x07name"}, "name"),
+    ({"size_gb": 1, "volume_type": "gold"}, "volume_type"),
+    ({"size_gb": 1, "image": "img-nothere"}, "image"),
+    ({"size_gb": 1, "snapshot": "snap-nothere"}, "snapshot"),
+])
+def test_bad_input_is_a_clear_400_or_404_and_nothing_is_made(values, field, a_owner, api, storage):
+    body = {"name": "v", **values}
+    response = api(a_owner).post("/api/v1/volumes", body, format="json")
+    assert response.status_code in (400, 404), response.json()
+    assert field in response.json()["fields"]
+    assert not Volume.objects.exists()
+
+
+def test_sources_are_checked(a_owner, b_owner, actor, run, storage):
+    owner = actor(a_owner)
+    with pytest.raises(ValidationFailed, match="boots a kernel directly"):
+        services.create_volume(owner, name="x", image=storage["image"].public_id, size_gb=1)
+    with pytest.raises(ValidationFailed, match="between 2 and"):
+        services.create_volume(owner, name="x", image=storage["disk_image"].public_id, size_gb=1)
+    theirs = run(services.create_volume, actor(b_owner), name="b", size_gb=1)
+    with pytest.raises(NotFound):
+        services.create_volume(owner, name="x", source_volume=theirs.public_id)
+    mine = fresh(run(services.create_volume, owner, name="a", size_gb=5))
+    with pytest.raises(ValidationFailed, match="between 5 and"):
+        services.create_volume(owner, name="x", source_volume=mine.public_id, size_gb=4)
+
+
+def test_quota_is_a_clear_409_with_nothing_made(a_owner, actor, api, operator, storage):
+    from apps.tenants.services import set_quota
+
+    set_quota(operator, tenant=a_owner.tenant, resource="volume_gb", limit=10, region="default")
+    response = api(a_owner).post("/api/v1/volumes", {"name": "big", "size_gb": 11}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "quota_exceeded"
+    assert "10" in response.json()["message"]
+    assert not Volume.objects.exists()
+    with pytest.raises(QuotaExceeded):
+        services.create_volume(actor(a_owner), name="big", size_gb=11)
+
+
+def test_attach_detach_hot_plugs_into_the_guest(a_owner, actor, run, storage):
+    owner = actor(a_owner)
+    instance = launch(run, owner)
+    volume = run(services.create_volume, owner, name="data", size_gb=1)
+    volume = fresh(run(services.attach_volume, owner, volume=fresh(volume), instance=instance))
+    attachment = VolumeAttachment.objects.get()
+    assert (volume.status, attachment.device, attachment.instance_id) == ("in-use", "vdb", instance.pk)
+    hypervisor = FakeDriver(instance.host.uri)
+    assert "vdb" in hypervisor.domain_info(instance.public_id).disks
+
+    second = fresh(run(services.create_volume, owner, name="more", size_gb=1))
+    run(services.attach_volume, owner, volume=second, instance=instance)
+    assert VolumeAttachment.objects.get(volume=second).device == "vdc"
+
+    volume = fresh(run(services.detach_volume, owner, volume=volume))
+    assert volume.status == "available" and not volume.attachments.exists()
+    assert "vdb" not in hypervisor.domain_info(instance.public_id).disks
+
+
+def test_attach_rules(a_owner, b_owner, actor, api, run, storage):
+    owner = actor(a_owner)
+    first, other = launch(run, owner, "one"), launch(run, owner, "two")
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
+    run(services.attach_volume, owner, volume=volume, instance=first)
+    with pytest.raises(Conflict, match="does not allow attaching it to several"):
+        services.attach_volume(owner, volume=fresh(volume), instance=other)
+
+    shared = fresh(run(services.create_volume, owner, name="shared", size_gb=1, volume_type="shared"))
+    run(services.attach_volume, owner, volume=shared, instance=first)
+    assert fresh(run(services.attach_volume, owner, volume=fresh(shared), instance=other)).status == "in-use"
+    with pytest.raises(ValidationFailed, match="several instances"):
+        services.detach_volume(owner, volume=fresh(shared))
+
+    theirs = launch(run, actor(b_owner), "theirs")
+    spare = fresh(run(services.create_volume, owner, name="spare", size_gb=1))
+    response = api(a_owner).post(f"/api/v1/volumes/{spare.public_id}/attach", {"instance": theirs.public_id},
+                                 format="json")
+    assert response.status_code == 404 and "instance" in response.json()["fields"]
+    response = api(a_owner).post(f"/api/v1/volumes/{spare.public_id}/attach",
+                                 {"instance": first.public_id, "device": "vdb"}, format="json")
+    assert response.status_code == 400 and "not free" in response.json()["message"]
+
+
+def test_a_dir_pool_volume_stays_on_its_host(a_owner, actor, run, storage):
+    from tests.factories.compute import make_inventory
+
+    owner = actor(a_owner)
+    make_inventory("fake:///hv2")
+    Host.objects.filter(name="hv1").update(state=Host.DISABLED)  # the next instance lands on hv2
+    elsewhere = launch(run, owner, "elsewhere")
+    assert elsewhere.host.name == "hv2"
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
+    with pytest.raises(Conflict, match="on host hv1; instance .* runs on hv2") as refused:
+        services.attach_volume(owner, volume=volume, instance=elsewhere)
+    assert refused.value.code == "not_reachable"
+
+
+def test_deleting_says_where_a_volume_is_attached_and_gives_quota_back(a_owner, actor, api, run, storage):
+    owner = actor(a_owner)
+    instance = launch(run, owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=3))
+    run(services.attach_volume, owner, volume=volume, instance=instance)
+    response = api(a_owner).delete(f"/api/v1/volumes/{volume.public_id}")
+    assert response.status_code == 409
+    assert response.json()["message"] == (f"Volume {volume.public_id} is attached to {instance.public_id} as vdb: "
+                                          "detach it first.")
+    run(services.detach_volume, owner, volume=fresh(volume))
+    snapshot = run(services.create_snapshot, owner, volume=fresh(volume), name="keep")
+    with pytest.raises(Conflict, match="has snapshots"):
+        services.delete_volume(owner, volume=fresh(volume))
+    run(services.delete_snapshot, owner, snapshot=fresh(snapshot))
+    assert fresh(snapshot).status == "deleted"
+
+    volume = fresh(run(services.delete_volume, owner, volume=fresh(volume)))
+    assert (volume.status, volume.deleted_at is not None) == ("deleted", True)
+    with pytest.raises(BackendNotFound):
+        backend(volume)
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (usage["volumes"], usage["volume_gb"], usage["snapshots"]) == (0, 0, 0)
+    assert api(a_owner).get(f"/api/v1/volumes/{volume.public_id}").status_code == 404
+
+
+def test_the_root_disk_stays(a_owner, actor, run, storage):
+    owner = actor(a_owner)
+    instance = launch(run, owner)
+    volume = fresh(run(services.create_volume, owner, name="root", size_gb=1))
+    VolumeAttachment.objects.create(volume=volume, instance=instance, device="vda", is_root=True)
+    Volume.objects.filter(pk=volume.pk).update(status=Volume.IN_USE)
+    with pytest.raises(Conflict, match="root disk"):
+        services.detach_volume(owner, volume=fresh(volume))
+
+
+def test_resize_grows_only_and_reaches_a_running_guest(a_owner, actor, run, storage, monkeypatch):
+    owner = actor(a_owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=2))
+    with pytest.raises(ValidationFailed, match="only grow"):
+        services.resize_volume(owner, volume=volume, size_gb=2)
+    assert fresh(run(services.resize_volume, owner, volume=volume, size_gb=4)).size_gb == 4
+    assert backend(volume).size_bytes == 4 << 30
+
+    instance = launch(run, owner)
+    run(services.attach_volume, owner, volume=fresh(volume), instance=instance)
+    grown = []
+    monkeypatch.setattr(FakeDriver, "resize_disk", lambda self, name, target, size: grown.append((name, target, size)))
+    volume = fresh(run(services.resize_volume, owner, volume=fresh(volume), size_gb=6))
+    assert volume.status == "in-use" and grown == [(instance.public_id, "vdb", 6 << 30)]
+
+
+def test_snapshots_of_a_running_guests_disk_go_through_its_qemu(a_owner, actor, run, storage, monkeypatch):
+    owner = actor(a_owner)
+    instance = launch(run, owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
+    run(services.attach_volume, owner, volume=volume, instance=instance)
+    taken = []
+    monkeypatch.setattr(FakeDriver, "snapshot_disk", lambda self, name, target, snap: taken.append((name, target)))
+    snapshot = fresh(run(services.create_snapshot, owner, volume=fresh(volume), name="live"))
+    assert snapshot.status == "available" and taken == [(instance.public_id, "vdb")]
+    with pytest.raises(Conflict, match="detach it before reverting"):
+        services.revert_to_snapshot(owner, snapshot=snapshot)
+
+    run(services.detach_volume, owner, volume=fresh(volume))
+    get_storage_driver(volume.pool).create_snapshot(volume.public_id, snapshot.public_id)  # what QEMU wrote
+    volume = fresh(run(services.revert_to_snapshot, owner, snapshot=fresh(snapshot)))
+    assert (volume.status, volume.status_reason, fresh(snapshot).status) == (
+        "available", f"Reverted to {snapshot.public_id}", "available")
+
+
+def test_a_backend_failure_is_an_error_with_the_reason(a_owner, actor, run, storage, monkeypatch):
+    from apps.storage.drivers.fake import FakeStorageDriver
+
+    def broken(self, name, size):
+        raise StorageError("pool is read-only")
+
+    monkeypatch.setattr(FakeStorageDriver, "create_volume", broken)
+    volume = fresh(run(services.create_volume, actor(a_owner), name="data", size_gb=1))
+    assert (volume.status, volume.status_reason) == ("error", "pool is read-only")
+    # An error volume can be deleted (and gives its quota back).
+    assert fresh(run(services.delete_volume, actor(a_owner), volume=volume)).status == "deleted"
+
+
+def test_states_refuse_actions_with_409(a_owner, actor, storage):
+    owner = actor(a_owner)
+    volume = services.create_volume(owner, name="data", size_gb=1)  # still creating (no commit)
+    for call in (lambda: services.resize_volume(owner, volume=volume, size_gb=2),
+                 lambda: services.create_snapshot(owner, volume=volume, name="s"),
+                 lambda: services.delete_volume(owner, volume=volume)):
+        with pytest.raises(Conflict, match="while it is creating"):
+            call()
+    assert not Snapshot.objects.exists()
