@@ -18,6 +18,7 @@ from apps.compute.drivers.base import SHUTOFF, DomainSpec, DriverError, KernelBo
 from apps.compute.hypervisors import get_compute_driver
 from apps.compute.models import Host, Image, Instance
 from apps.core import services as core_services
+from apps.core.tasks import record_status
 
 
 def refresh_hosts() -> dict[str, str]:
@@ -49,14 +50,7 @@ def domain_spec(instance: Instance) -> DomainSpec:
 
 
 def _set_status(instance_id: int, status: str, reason: str = "", **fields) -> Instance:
-    with transaction.atomic():
-        instance = Instance.objects.select_for_update().get(pk=instance_id)
-        instance.status, instance.status_reason = status, reason[:512]
-        for key, value in fields.items():
-            setattr(instance, key, value)
-        instance.save()
-        services.publish_instance(instance)
-    return instance
+    return record_status(Instance, instance_id, status, reason, publish=services.publish_instance, **fields)
 
 
 def _load(instance_id: int) -> Instance:

@@ -23,6 +23,19 @@ def enqueue_on_commit(fn: Callable, *ids: int, group: str | None = None) -> None
     transaction.on_commit(lambda: async_task(path, *ids, **options))
 
 
+def record_status(model, pk: int, status: str, reason: str = "", *, publish: Callable, **fields):
+    """Write a task's outcome on its row (status, reason, other fields) under the row lock,
+    and tell the open pages."""
+    with transaction.atomic():
+        row = model.objects.select_for_update().get(pk=pk)
+        row.status, row.status_reason = status, reason[:512]
+        for key, value in fields.items():
+            setattr(row, key, value)
+        row.save()
+        publish(row)
+    return row
+
+
 EXPORT_CHUNK = 500
 
 

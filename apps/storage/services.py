@@ -213,6 +213,17 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
     return volume
 
 
+def _move(volume: Volume, status: str, reason: str, task, *args, fields: tuple[str, ...] = ()) -> Volume:
+    """Record the transitional state, tell the open pages, queue the task that finishes it."""
+    from apps.core.tasks import enqueue_on_commit
+
+    volume.status, volume.status_reason = status, reason
+    volume.save(update_fields=["status", "status_reason", "updated_at", *fields])
+    publish_volume(volume)
+    enqueue_on_commit(task, *args)
+    return volume
+
+
 def _locked(volume: Volume) -> Volume:
     return Volume.objects.select_for_update(of=("self",)).select_related("pool", "tenant").get(pk=volume.pk)
 
@@ -245,7 +256,6 @@ def update_volume(actor: Actor, *, volume: Volume, name: str | None = None, desc
 @audited("volume.resize", area="storage")
 def resize_volume(actor: Actor, *, volume: Volume, size_gb: int) -> Volume:
     """Grow a volume; attached to a running instance, the guest sees the new size at once."""
-    from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
     from apps.tenants import quotas
 
@@ -258,17 +268,13 @@ def resize_volume(actor: Actor, *, volume: Volume, size_gb: int) -> Volume:
     _check_size(size_gb)
     _check_pool_space(volume.pool, size_gb)
     quotas.consume(volume.tenant, region=volume.pool.region.code, amounts={"volume_gb": size_gb - volume.size_gb})
-    previous = volume.status
-    volume.size_gb, volume.status, volume.status_reason = size_gb, Volume.EXTENDING, ""
-    volume.save(update_fields=["size_gb", "status", "status_reason", "updated_at"])
-    publish_volume(volume)
-    enqueue_on_commit(tasks.resize_volume, volume.pk, 1 if previous == Volume.IN_USE else 0)
-    return volume
+    was_attached = 1 if volume.status == Volume.IN_USE else 0
+    volume.size_gb = size_gb
+    return _move(volume, Volume.EXTENDING, "", tasks.resize_volume, volume.pk, was_attached, fields=("size_gb",))
 
 
 @audited("volume.delete", area="storage")
 def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
-    from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
 
     permissions.require(actor, volume, "delete")
@@ -281,11 +287,7 @@ def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
     if snapshots:
         raise Conflict(f"Volume {volume.public_id} has snapshots ({', '.join(snapshots)}): they live in the volume, "
                        "so delete them first (or copy them to new volumes).", code="has_snapshots")
-    volume.status, volume.status_reason = Volume.DELETING, ""
-    volume.save(update_fields=["status", "status_reason", "updated_at"])
-    publish_volume(volume)
-    enqueue_on_commit(tasks.delete_volume, volume.pk)
-    return volume
+    return _move(volume, Volume.DELETING, "", tasks.delete_volume, volume.pk)
 
 
 # --- attachments -----------------------------------------------------------------------------
@@ -308,7 +310,6 @@ def _check_reachable(volume: Volume, instance: Instance) -> None:
 def attach_volume(actor: Actor, *, volume: Volume, instance: Instance, device: str | None = None) -> Volume:
     """Plug a volume into an instance (running: hot plug). The device name is kept while it
     stays attached, so the guest finds it at the same place after a reboot."""
-    from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
 
     permissions.require(actor, volume, "attach")
@@ -337,17 +338,12 @@ def attach_volume(actor: Actor, *, volume: Volume, instance: Instance, device: s
         if device is None:
             raise Conflict(f"Instance {instance.public_id} has no free disk slot.", code="no_device")
     attachment = VolumeAttachment.objects.create(volume=volume, instance=instance, device=device)
-    volume.status, volume.status_reason = Volume.ATTACHING, f"to {instance.public_id} as {device}"
-    volume.save(update_fields=["status", "status_reason", "updated_at"])
-    publish_volume(volume)
-    enqueue_on_commit(tasks.attach_volume, attachment.pk)
-    return volume
+    return _move(volume, Volume.ATTACHING, f"to {instance.public_id} as {device}", tasks.attach_volume, attachment.pk)
 
 
 @audited("volume.detach", area="storage")
 def detach_volume(actor: Actor, *, volume: Volume, instance: Instance | None = None) -> Volume:
     """Unplug a volume (from `instance`, needed when it is attached to several)."""
-    from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
 
     permissions.require(actor, volume, "attach")
@@ -368,11 +364,8 @@ def detach_volume(actor: Actor, *, volume: Volume, instance: Instance | None = N
         raise Conflict(f"Volume {volume.public_id} is the root disk of {attachment.instance.public_id}; it stays.",
                        code="root_disk")
     permissions.require(actor, attachment.instance, "change")
-    volume.status, volume.status_reason = Volume.DETACHING, f"from {attachment.instance.public_id}"
-    volume.save(update_fields=["status", "status_reason", "updated_at"])
-    publish_volume(volume)
-    enqueue_on_commit(tasks.detach_volume, attachment.pk)
-    return volume
+    return _move(volume, Volume.DETACHING, f"from {attachment.instance.public_id}", tasks.detach_volume,
+                 attachment.pk)
 
 
 # --- snapshots -------------------------------------------------------------------------------
@@ -426,7 +419,6 @@ def delete_snapshot(actor: Actor, *, snapshot: Snapshot) -> Snapshot:
 def revert_to_snapshot(actor: Actor, *, snapshot: Snapshot) -> Volume:
     """Put the volume back to the snapshot. Only detached: a running guest would not expect
     its disk to change under it."""
-    from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
 
     permissions.require(actor, snapshot.volume, "change")
@@ -438,11 +430,7 @@ def revert_to_snapshot(actor: Actor, *, snapshot: Snapshot) -> Volume:
     _require_status(volume, "revert", (Volume.AVAILABLE,))
     if snapshot.status != Snapshot.AVAILABLE:
         raise Conflict(f"Snapshot {snapshot.public_id} is {snapshot.status}.", code="invalid_state")
-    volume.status, volume.status_reason = Volume.RESTORING, f"to {snapshot.public_id}"
-    volume.save(update_fields=["status", "status_reason", "updated_at"])
     snapshot.status = Snapshot.RESTORING
     snapshot.save(update_fields=["status", "updated_at"])
-    publish_volume(volume)
-    enqueue_on_commit(tasks.revert_to_snapshot, snapshot.pk)
-    return volume
+    return _move(volume, Volume.RESTORING, f"to {snapshot.public_id}", tasks.revert_to_snapshot, snapshot.pk)
 

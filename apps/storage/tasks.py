@@ -12,6 +12,7 @@ from django.utils import timezone
 from apps.compute.drivers.base import RUNNING, DriverError
 from apps.compute.hypervisors import get_compute_driver
 from apps.core import services as core_services
+from apps.core.tasks import record_status
 from apps.storage import services
 from apps.storage.backends import get_storage_driver
 from apps.storage.drivers.base import InUse, StorageError
@@ -26,12 +27,7 @@ def image_base(image) -> str:
 
 
 def _set(volume_id: int, status: str, reason: str = "") -> Volume:
-    with transaction.atomic():
-        volume = Volume.objects.select_for_update().get(pk=volume_id)
-        volume.status, volume.status_reason = status, reason[:512]
-        volume.save(update_fields=["status", "status_reason", "updated_at"])
-        services.publish_volume(volume)
-    return volume
+    return record_status(Volume, volume_id, status, reason, publish=services.publish_volume)
 
 
 def _load(volume_id: int) -> Volume:
@@ -166,14 +162,7 @@ def _snapshot(snapshot_id: int) -> Snapshot:
 
 
 def _set_snapshot(snapshot_id: int, status: str, reason: str = "", **fields) -> Snapshot:
-    with transaction.atomic():
-        snapshot = Snapshot.objects.select_for_update(of=("self",)).select_related("volume").get(pk=snapshot_id)
-        snapshot.status, snapshot.status_reason = status, reason[:512]
-        for key, value in fields.items():
-            setattr(snapshot, key, value)
-        snapshot.save()
-        services.publish_snapshot(snapshot)
-    return snapshot
+    return record_status(Snapshot, snapshot_id, status, reason, publish=services.publish_snapshot, **fields)
 
 
 def create_snapshot(snapshot_id: int) -> None:

@@ -30,3 +30,14 @@ def fake_storage(settings):
     yield fake
     fake.reset()
     backends.forget_drivers()
+
+
+@pytest.fixture
+def run_tasks(django_capture_on_commit_callbacks):
+    """Call a service and run what it queued on commit (django-q2 is synchronous here)."""
+
+    def run(fn, *args, **kwargs):
+        with django_capture_on_commit_callbacks(execute=True):
+            return fn(*args, **kwargs)
+
+    return run

@@ -208,7 +208,7 @@ def test_console_page_shows_and_drives_the_guest_screen(booted, daphne_server, p
     page.wait_for_function(f"({CANVAS_STATS})().hash !== {before['hash']}", timeout=SCREEN_TIMEOUT_MS)
 
     # The same through "Send text" (keysyms, not scancodes).
-    page.locator("#console-text").fill(f"echo sent-$((2+3)) > /dev/ttyS0\n")
+    page.locator("#console-text").fill("echo sent-$((2+3)) > /dev/ttyS0\n")
     page.get_by_role("button", name="Send text").click()
     assert _serial_has(instance, "sent-5"), "the text sent from the page never ran in the guest"
     page.screenshot(path=str(output_dir / f"console-{daphne_server.proxy}-typed.png"))

@@ -18,17 +18,6 @@ def inventory(db):
     return make_inventory()
 
 
-@pytest.fixture
-def run_tasks(django_capture_on_commit_callbacks):
-    """Run what services enqueue on commit (django-q2 is synchronous in unit tests)."""
-
-    def run(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return run
-
-
 def create(run_tasks, actor, inventory, **overrides):
     values = {"name": "web", "flavor": "t1.nano", "image": inventory["image"].public_id}
     values.update(overrides)

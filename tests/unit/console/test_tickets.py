@@ -14,7 +14,6 @@ from apps.console.models import ConsoleSession
 from apps.core.exceptions import PermissionDenied, TenantFrozen
 from apps.core.models import AuditRecord
 from apps.tenants import services as tenants
-from tests.factories.tenants import add_member
 
 
 def redeem(ticket, instance=None, **overrides):

@@ -22,14 +22,8 @@ def storage(db):
 
 
 @pytest.fixture
-def run(django_capture_on_commit_callbacks):
-    """Call a service and run the tasks it queued on commit."""
-
-    def call(fn, *args, **kwargs):
-        with django_capture_on_commit_callbacks(execute=True):
-            return fn(*args, **kwargs)
-
-    return call
+def run(run_tasks):
+    return run_tasks
 
 
 def fresh(obj):
