@@ -39,6 +39,8 @@ class Transient(StorageError):
 
 @dataclass(frozen=True)
 class PoolUsage:
+    """0 capacity: the backend does not report it (a Ceph cluster without its manager daemon)."""
+
     capacity_bytes: int
     allocated_bytes: int
     available_bytes: int

@@ -66,6 +66,11 @@ def test_dir_pool_keeps_the_contract(check, dir_pool, image):
     check(dir_pool, QemuIoProbe(dir_pool), image)
 
 
+def test_a_dir_pool_reports_its_filesystem(dir_pool):
+    usage = dir_pool.usage()
+    assert usage.capacity_bytes > 0 and 0 <= usage.available_bytes <= usage.capacity_bytes
+
+
 def test_an_imported_image_keeps_its_content(dir_pool, image):
     probe = QemuIoProbe(dir_pool)
     dir_pool.import_image("img-content", image)
