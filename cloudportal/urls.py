@@ -21,5 +21,6 @@ urlpatterns = [
     path("", include("apps.tenants.urls")),
     path("", include("apps.console.urls")),
     path("", include("apps.compute.urls")),
+    path("", include("apps.storage.urls")),
     path("", include("apps.core.urls")),
 ]

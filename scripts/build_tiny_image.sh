@@ -26,6 +26,8 @@ umask 022
 
 SELF="$PORTAL_ROOT/scripts/build_tiny_image.sh"
 TINY_CMDLINE="console=tty0 console=ttyS0 loglevel=3 panic=-1"
+# Kernel modules the guest loads at boot, in dependency order (Debian builds them as modules).
+TINY_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk e1000 evdev button"
 BOOT_TIMEOUT="${PORTAL_TINY_BOOT_TIMEOUT:-120}"
 
 force=0 check_qemu=0 check_libvirt=0
@@ -88,6 +90,8 @@ fetch_kernel() {
     dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir/x" --wildcards \
         './boot/vmlinuz-*' \
         './lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko*' \
+        './lib/modules/*/kernel/drivers/virtio/virtio*.ko*' \
+        './lib/modules/*/kernel/drivers/block/virtio_blk.ko*' \
         './lib/modules/*/kernel/drivers/acpi/button.ko*' \
         './lib/modules/*/kernel/drivers/input/evdev.ko*'
     printf '%s %s\n' "$pkg" "$(dpkg-deb -f "$deb" Version)" >"$dir/kernel-package"
@@ -118,8 +122,9 @@ for word in $(cat /proc/cmdline); do
 done
 hostname "$name"
 
-# Modules (no dependencies): NIC, ACPI power button (+ evdev, which acpid reads).
-for m in e1000 evdev button; do [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null; done
+# Modules, in dependency order: virtio disks (volumes hot-plugged as /dev/vdb…), the NIC, the
+# ACPI power button (+ evdev, which acpid reads).
+for m in @TINY_MODULES@; do [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null; done
 ip link set lo up
 net=''
 if [ -n "$addr" ] && [ -e /sys/class/net/eth0 ]; then
@@ -127,6 +132,39 @@ if [ -n "$addr" ] && [ -e /sys/class/net/eth0 ]; then
     [ -n "$gw" ] && ip route add default via "$gw"
 fi
 acpid -c /etc/acpi 2>/dev/null
+
+# Disk agent: says on the serial console when a virtio disk appears (its serial is the volume id;
+# with what it found at 1 MiB, leaving a note there when that is empty), grows or goes away.
+# Tests read it from the log. (The kernel names disks in the order they come: vda, vdb…)
+(
+    known=''
+    while :; do
+        now=''
+        for dev in /sys/block/vd*; do
+            [ -e "$dev" ] || continue
+            disk="${dev##*/}" serial="$(cat "$dev/serial" 2>/dev/null)" sectors="$(cat "$dev/size")"
+            now="$now $disk:${serial:-none}:$sectors"
+            case " $known " in
+                *" $disk:${serial:-none}:$sectors "*) continue ;;
+                *" $disk:${serial:-none}:"*)
+                    echo "DISK-RESIZED $disk serial=${serial:-none} sectors=$sectors" >/dev/ttyS0; continue ;;
+            esac
+            found="$(dd if="/dev/$disk" bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000\n' | head -c 64)"
+            wrote=none
+            if [ -z "$found" ]; then
+                wrote="NOTE-FROM-$name"
+                printf '%s\n' "$wrote" | dd of="/dev/$disk" bs=512 seek=2048 conv=notrunc 2>/dev/null && sync
+            fi
+            echo "DISK-ADDED $disk serial=${serial:-none} sectors=$sectors found=${found:-none} wrote=$wrote" >/dev/ttyS0
+        done
+        for entry in $known; do
+            disk="${entry%%:*}" rest="${entry#*:}"
+            case " $now " in *" $disk:${rest%%:*}:"*) ;; *) echo "DISK-REMOVED $disk serial=${rest%%:*}" >/dev/ttyS0 ;; esac
+        done
+        known="$now"
+        sleep 1
+    done
+) &
 
 # Shells: busybox init (/etc/inittab) gives each console a controlling tty and respawns it.
 : >/etc/inittab
@@ -141,6 +179,7 @@ echo "$banner" >/dev/ttyS0 2>/dev/null
 printf '\n%s\n(busybox initramfs of the cloud portal; poweroff to stop)\n' "$banner" >/dev/tty1 2>/dev/null
 exec /sbin/init
 EOF
+    sed -i "s/@TINY_MODULES@/$TINY_MODULES/" "$1/init"
     chmod 0755 "$1/init"
 }
 
@@ -157,7 +196,7 @@ build_initramfs() {
     while IFS= read -r applet; do
         [[ -n "$applet" && ! -e "$root/$applet" ]] && ln -s /bin/busybox "$root/$applet"
     done < <("$busybox" --list-full)
-    for m in e1000 evdev button; do
+    for m in $TINY_MODULES; do
         m="$(find "$kmod" -name "$m.ko*" | head -n 1)"
         [[ -n "$m" ]] || continue
         case "$m" in
@@ -195,7 +234,7 @@ def describe(name):
 
 manifest = {
     "name": "tiny",
-    "description": "Debian kernel + busybox initramfs, direct kernel boot, no disk",
+    "description": "Debian kernel + busybox initramfs, direct kernel boot; virtio disks show as /dev/vd*",
     "arch": "x86_64",
     "machine": "pc",
     "domain_type": "qemu",

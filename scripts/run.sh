@@ -42,12 +42,17 @@ manage migrate --noinput
 manage collectstatic --noinput --verbosity 0
 manage seed_demo
 manage seed_compute
+manage seed_storage
 manage setup_schedules
 
 # --- processes -------------------------------------------------------------------------------
-# The Procfile lists them (web, worker; later: console proxy, libvirt event listener).
+# The Procfile lists them: web, worker, events (libvirt event listener), console (websockify).
 if port_in_use "$PORTAL_HOST" "$PORTAL_PORT" 2>/dev/null; then
     die "something already listens on $PORTAL_HOST:$PORTAL_PORT (set PORTAL_PORT to another port)"
+fi
+console_listen="${PORTAL_CONSOLE_PROXY_LISTEN:-127.0.0.1:6080}"
+if port_in_use "${console_listen%:*}" "${console_listen##*:}" 2>/dev/null; then
+    die "something already listens on $console_listen (set PORTAL_CONSOLE_PROXY_LISTEN to another HOST:PORT)"
 fi
 log "starting the portal on http://$PORTAL_HOST:$PORTAL_PORT/ (Ctrl-C stops it)"
 # `-e /dev/null`: the environment is already complete (honcho's own .env reading would

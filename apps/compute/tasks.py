@@ -17,6 +17,7 @@ from apps.compute import scheduler, services
 from apps.compute.drivers.base import SHUTOFF, DomainSpec, DriverError, KernelBoot
 from apps.compute.hypervisors import get_compute_driver
 from apps.compute.models import Host, Image, Instance
+from apps.compute.signals import instance_deleted
 from apps.core import services as core_services
 from apps.core.tasks import record_status
 
@@ -258,6 +259,7 @@ def destroy_instance(instance_id: int) -> None:
                        amounts={"instances": 1, "vcpus": locked.vcpus, "ram_mb": locked.ram_mb})
         locked.status, locked.host, locked.deleted_at = Instance.DELETED, None, timezone.now()
         locked.save(update_fields=["status", "host", "deleted_at", "updated_at"])
+        instance_deleted.send(sender=Instance, instance=locked)
         services.publish_instance(locked)
     serial_log_path(instance).unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ class StorageConfig(AppConfig):
     verbose_name = "Block storage"
 
     def ready(self):
+        from apps.core.nav import register_nav
         from apps.core.policies import register_area
         from apps.tenants.quotas import register_quota
 
@@ -14,3 +15,9 @@ class StorageConfig(AppConfig):
         register_quota("volumes", "Volumes", default=20)
         register_quota("volume_gb", "Volume storage", default=1000, unit="GiB")
         register_quota("snapshots", "Volume snapshots", default=50)
+        register_nav("storage", "Volumes", "volume-list", area="storage")
+
+        from apps.compute.signals import instance_deleted
+        from apps.storage.services import release_attachments
+
+        instance_deleted.connect(release_attachments, dispatch_uid="storage.release_attachments")

@@ -152,3 +152,7 @@ class Snapshot(TenantOwned):
     size_gb = models.PositiveIntegerField()
     status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=CREATING, db_index=True)
     status_reason = models.CharField(max_length=512, blank=True)
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.status in (self.CREATING, self.RESTORING, self.DELETING)

@@ -21,8 +21,9 @@ from apps.tenants.services import require_operator
 if TYPE_CHECKING:
     from apps.core.actor import Actor
 
-# Event publishers (no state change) and the scheduled capacity refresh (reads the backends).
-UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools")
+# Event publishers (no state change), the scheduled capacity refresh (reads the backends) and
+# the receiver of compute's instance_deleted (part of that audited deletion).
+UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools", "release_attachments")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -366,6 +367,19 @@ def detach_volume(actor: Actor, *, volume: Volume, instance: Instance | None = N
     permissions.require(actor, attachment.instance, "change")
     return _move(volume, Volume.DETACHING, f"from {attachment.instance.public_id}", tasks.detach_volume,
                  attachment.pk)
+
+
+def release_attachments(sender, *, instance: Instance, **kwargs) -> None:
+    """An instance is gone (compute's `instance_deleted`): its volumes are no longer plugged
+    anywhere (its domain went with it); they stay, available, unless still attached elsewhere."""
+    for attachment in VolumeAttachment.objects.select_related("volume").filter(instance=instance):
+        volume = _locked(attachment.volume)
+        attachment.delete()
+        if volume.status in (Volume.IN_USE, Volume.ATTACHING, Volume.DETACHING):
+            volume.status = Volume.IN_USE if volume.attachments.exists() else Volume.AVAILABLE
+            volume.status_reason = f"{instance.public_id} was deleted"
+            volume.save(update_fields=["status", "status_reason", "updated_at"])
+            publish_volume(volume)
 
 
 # --- snapshots -------------------------------------------------------------------------------

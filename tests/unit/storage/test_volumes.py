@@ -253,3 +253,14 @@ def test_states_refuse_actions_with_409(a_owner, actor, storage):
         with pytest.raises(Conflict, match="while it is creating"):
             call()
     assert not Snapshot.objects.exists()
+
+
+def test_deleting_an_instance_frees_its_volumes(a_owner, actor, run, storage):
+    owner = actor(a_owner)
+    instance = launch(run, owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
+    run(services.attach_volume, owner, volume=volume, instance=instance)
+    run(compute.delete_instance, owner, instance=fresh(instance))
+    volume = fresh(volume)
+    assert (volume.status, volume.status_reason) == ("available", f"{instance.public_id} was deleted")
+    assert not volume.attachments.exists()

@@ -1,0 +1,137 @@
+"""Volumes in real guests, through the services, on the seeded libvirt dir pool.
+
+The tiny image's disk agent reports on the serial console each virtio disk that appears (by its
+serial, which is the volume id: the kernel names disks vda, vdb… in the order they come, so the
+serial is the stable name), with what it found 1 MiB in (leaving a note there when it was
+empty), and when it grows or goes away. So a
+volume attached live to guest A is seen and written by A; grown while attached; detached;
+snapshotted; scribbled over from the host; reverted; copied to a new volume; and that copy,
+attached live to guest B, still holds A's note."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+from django.core.management import call_command
+
+from apps.compute import services as compute
+from apps.compute.models import Instance
+from apps.compute.tasks import serial_log_path
+from apps.storage import services
+from apps.storage.backends import get_storage_driver
+from apps.storage.models import Snapshot, Volume
+from apps.tenants.models import Membership
+from tests.factories.tenants import actor_for, make_tenant
+
+pytestmark = [pytest.mark.libvirt, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+BOOT_TIMEOUT = 90
+AGENT_TIMEOUT = 30  # the agent looks every second; hot plug under TCG takes a few
+
+
+def serial(instance) -> str:
+    path = serial_log_path(instance)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for_line(instance, pattern: str, timeout: float = AGENT_TIMEOUT) -> re.Match:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, serial(instance))
+        if found:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"no {pattern!r} from {instance.public_id} in {timeout}s:\n{serial(instance)[-2000:]}")
+
+
+def settled(obj, timeout: float = 60):
+    """Tasks run inline here; re-read until the row leaves its transitional state."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        obj.refresh_from_db()
+        if not getattr(obj, "is_transitional", False):
+            return obj
+        time.sleep(0.2)
+    raise AssertionError(f"{obj.public_id} stayed {obj.status}")
+
+
+@pytest.fixture
+def owner(tiny_image):
+    """The tenant's owner; its volumes' files are removed from the pool afterwards (the guests
+    that held them are gone by then)."""
+    call_command("seed_storage")
+    tenant = make_tenant("Storage Tenant", owner_username="storageowner")
+    yield actor_for(Membership.objects.get(tenant=tenant))
+    for volume in Volume.objects.filter(tenant=tenant).select_related("pool", "pool__host"):
+        get_storage_driver(volume.pool).delete_volume(volume.public_id)
+
+
+@pytest.fixture
+def guests(owner, tiny_image, libvirt_driver):
+    made: list[Instance] = []
+
+    def boot(name: str) -> Instance:
+        [instance] = compute.create_instances(owner, name=name, flavor="t1.nano", image=tiny_image.public_id)
+        made.append(instance)
+        instance = settled(instance)
+        assert instance.status == Instance.RUNNING, instance.status_reason
+        wait_for_line(instance, r"BOOT-OK", BOOT_TIMEOUT)
+        return instance
+
+    yield boot
+    for instance in made:
+        instance.refresh_from_db()
+        for attachment in instance.volume_attachments.all():
+            attachment.delete()
+        if instance.status not in (Instance.DELETING, Instance.DELETED):
+            compute.delete_instance(owner, instance=instance)
+        libvirt_driver.delete_domain(instance.public_id)
+
+
+def test_a_volume_travels_between_guests_with_its_data(owner, guests):
+    first = guests("vol-guest-a")
+    volume = settled(services.create_volume(owner, name="data", size_gb=1))
+    assert volume.status == Volume.AVAILABLE, volume.status_reason
+
+    # Attached live: the guest sees it (1 GiB = 2097152 sectors), finds it empty and writes its note.
+    volume = settled(services.attach_volume(owner, volume=volume, instance=first))
+    assert volume.status == Volume.IN_USE, volume.status_reason
+    seen = wait_for_line(first, rf"DISK-ADDED vd\w serial={volume.public_id} sectors=(\d+) found=(\S+) wrote=(\S+)")
+    assert seen.groups() == ("2097152", "none", f"NOTE-FROM-{first.public_id}")
+
+    # Grown under the running guest, which sees the new size at once.
+    volume = settled(services.resize_volume(owner, volume=volume, size_gb=2))
+    assert volume.status == Volume.IN_USE, volume.status_reason
+    wait_for_line(first, rf"DISK-RESIZED vd\w serial={volume.public_id} sectors=4194304")
+
+    # A snapshot while attached (the guest's QEMU takes it), then detached: the guest lets go.
+    live = settled(services.create_snapshot(owner, volume=volume, name="while-attached"))
+    assert live.status == Snapshot.AVAILABLE, live.status_reason
+    volume = settled(services.detach_volume(owner, volume=volume))
+    assert (volume.status, volume.status_reason) == (Volume.AVAILABLE, "")
+    wait_for_line(first, rf"DISK-REMOVED vd\w serial={volume.public_id}")
+
+    # Snapshot, scribble over the note from the host, revert: the note is back.
+    snapshot = settled(services.create_snapshot(owner, volume=volume, name="with-note"))
+    path = get_storage_driver(volume.pool).disk_source(volume.public_id).path
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x41 1M 512", path], check=True, capture_output=True)
+    volume = settled(services.revert_to_snapshot(owner, snapshot=snapshot))
+    assert volume.status_reason == f"Reverted to {snapshot.public_id}"
+
+    # A copy of the volume, attached live to another guest, holds the first guest's note.
+    second = guests("vol-guest-b")
+    copy = settled(services.create_volume(owner, name="copy", source_volume=volume.public_id))
+    assert (copy.status, copy.size_gb) == (Volume.AVAILABLE, 2)
+    settled(services.attach_volume(owner, volume=copy, instance=second))
+    seen = wait_for_line(second, rf"DISK-ADDED vd\w serial={copy.public_id} sectors=(\d+) found=(\S+) wrote=(\S+)")
+    assert seen.groups() == ("4194304", f"NOTE-FROM-{first.public_id}", "none")
+
+    # The snapshot taken while attached is a real one: a volume made from it has the note too.
+    from_live = settled(services.create_volume(owner, name="from-live", snapshot=live.public_id))
+    assert from_live.status == Volume.AVAILABLE, from_live.status_reason
+    settled(services.attach_volume(owner, volume=from_live, instance=second))
+    seen = wait_for_line(second, rf"DISK-ADDED vd\w serial={from_live.public_id} sectors=\d+ found=(\S+)")
+    assert seen.group(1) == f"NOTE-FROM-{first.public_id}"
