@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build the tiny seed guest image (direct kernel boot, no disk) into
-# $PORTAL_LIBVIRT_DIR/images/tiny/:
+# Build the tiny seed guest images into $PORTAL_LIBVIRT_DIR/images/tiny/:
 #   vmlinuz            Debian's kernel (the package linux-image-amd64 depends on)
 #   initramfs.cpio.gz  busybox-static: /init prints "BOOT-OK kernel=<uname -r> hostname=..." on
 #                      the serial console (ttyS0), then busybox init runs a root shell on tty1
-#                      (the VGA console, seen over VNC) and on ttyS0
+#                      (the VGA console, seen over VNC) and on ttyS0; a disk agent reports
+#                      virtio disks on ttyS0 (DISK-ADDED/-RESIZED/-REMOVED, by serial)
+#   disk.qcow2         the same kernel and initramfs on a bootable disk (FAT + SYSLINUX, BIOS
+#                      boot): the seed *disk* image, whose instances boot from a clone of it
 #   manifest.json      file names, sizes, sha256, kernel version, recommended cmdline
 # Kernel cmdline options the guest honours: hostname=NAME, tiny_ip=ADDR/PREFIX [tiny_gw=ADDR]
 # (configures eth0, an e1000 NIC). The ACPI power button (`virsh shutdown`) powers it off.
@@ -27,6 +29,7 @@ umask 022
 SELF="$PORTAL_ROOT/scripts/build_tiny_image.sh"
 TINY_CMDLINE="console=tty0 console=ttyS0 loglevel=3 panic=-1"
 # Kernel modules the guest loads at boot, in dependency order (Debian builds them as modules).
+DISK_SIZE_MB=32  # the disk image's size as guests see it
 TINY_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk e1000 evdev button"
 BOOT_TIMEOUT="${PORTAL_TINY_BOOT_TIMEOUT:-120}"
 
@@ -149,11 +152,15 @@ acpid -c /etc/acpi 2>/dev/null
                 *" $disk:${serial:-none}:"*)
                     echo "DISK-RESIZED $disk serial=${serial:-none} sectors=$sectors" >/dev/ttyS0; continue ;;
             esac
-            found="$(dd if="/dev/$disk" bs=512 skip=2048 count=1 2>/dev/null | tr -d '\000\n' | head -c 64)"
             wrote=none
-            if [ -z "$found" ]; then
-                wrote="NOTE-FROM-$name"
-                printf '%s\n' "$wrote" | dd of="/dev/$disk" bs=512 seek=2048 conv=notrunc 2>/dev/null && sync
+            if [ "$(dd if="/dev/$disk" bs=1 skip=510 count=2 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 55aa ]; then
+                found=bootable  # the boot disk: read only
+            else
+                found="$(dd if="/dev/$disk" bs=512 skip=2048 count=1 2>/dev/null | tr -dc 'A-Za-z0-9._-' | head -c 64)"
+                if [ -z "$found" ]; then
+                    wrote="NOTE-FROM-$name"
+                    printf '%s\n' "$wrote" | dd of="/dev/$disk" bs=512 seek=2048 conv=notrunc 2>/dev/null && sync
+                fi
             fi
             echo "DISK-ADDED $disk serial=${serial:-none} sectors=$sectors found=${found:-none} wrote=$wrote" >/dev/ttyS0
         done
@@ -218,10 +225,10 @@ build_initramfs() {
 }
 
 write_manifest() {
-    python3 - "$OUT" "$1" "$TINY_CMDLINE" "$2" <<'EOF'
+    python3 - "$OUT" "$1" "$TINY_CMDLINE" "$2" "$DISK_SIZE_MB" <<'EOF'
 import hashlib, json, os, sys, time
 
-out, kernel_version, cmdline, kernel_package = sys.argv[1:5]
+out, kernel_version, cmdline, kernel_package, disk_virtual_size = sys.argv[1:6]
 kernel_package, _, kernel_package_version = kernel_package.partition(" ")
 
 def describe(name):
@@ -243,6 +250,7 @@ manifest = {
     "kernel_package_version": kernel_package_version,
     "kernel": describe("vmlinuz"),
     "initrd": describe("initramfs.cpio.gz"),
+    "disk": {**describe("disk.qcow2"), "format": "qcow2", "virtual_size": int(disk_virtual_size) << 20},
     "cmdline": cmdline,
     "cmdline_options": {
         "hostname": "guest host name (default tiny)",
@@ -262,10 +270,28 @@ os.replace(tmp, os.path.join(out, "manifest.json"))
 EOF
 }
 
+# build_disk VMLINUZ INITRD WORK: WORK/disk.qcow2, a BIOS-bootable disk: one FAT file system
+# (no partition table) with SYSLINUX in its boot sector, the kernel, the initramfs and a
+# syslinux.cfg passing TINY_CMDLINE. mtools writes into the image file: nothing is mounted.
+build_disk() {
+    local vmlinuz="$1" initrd="$2" work="$3" raw="$3/disk.raw"
+    rm -f "$raw" "$work/disk.qcow2"
+    truncate -s "${DISK_SIZE_MB}M" "$raw"
+    mkfs.fat -n TINY "$raw" >/dev/null
+    syslinux --install "$raw"
+    printf 'DEFAULT tiny\nPROMPT 0\nTIMEOUT 0\nLABEL tiny\n  KERNEL vmlinuz\n  INITRD initrd.gz\n  APPEND %s\n' \
+        "$TINY_CMDLINE" >"$work/syslinux.cfg"
+    mcopy -i "$raw" "$work/syslinux.cfg" ::syslinux.cfg
+    mcopy -i "$raw" "$vmlinuz" ::vmlinuz
+    mcopy -i "$raw" "$initrd" ::initrd.gz
+    qemu-img convert -c -O qcow2 "$raw" "$work/disk.qcow2"
+    rm -f "$raw"
+}
+
 build() {
     local t0 work kver kpkg vmlinuz found
     t0="$(now)"
-    ensure_apt busybox-static cpio
+    ensure_apt busybox-static cpio syslinux syslinux-common mtools dosfstools
     scratch build
     work="$SCRATCH"
     log "building the tiny guest image into $OUT"
@@ -280,6 +306,8 @@ build() {
     rm -f "$MANIFEST"   # incomplete until the new one is written
     install -m 0644 "$vmlinuz" "$OUT/vmlinuz"
     install -m 0644 "$work/initramfs.cpio.gz" "$OUT/initramfs.cpio.gz"
+    build_disk "$vmlinuz" "$work/initramfs.cpio.gz" "$work"
+    install -m 0644 "$work/disk.qcow2" "$OUT/disk.qcow2"
     write_manifest "$kver" "$kpkg"
     log "tiny image: kernel $kver, vmlinuz $(stat -c %s "$OUT/vmlinuz") B," \
         "initramfs $(stat -c %s "$OUT/initramfs.cpio.gz") B, built in $(elapsed "$t0") s"

@@ -404,9 +404,11 @@ services_stop() {
 # --------------------------------------------------------------------------------------------
 # Guests are software-emulated (<domain type='qemu'>, TCG): on nested hosts /dev/kvm may exist
 # while KVM guests hang at boot. libvirt-dev + pkg-config: libvirt-python builds from source, so
-# install these before ensure_venv. busybox-static + cpio: scripts/build_tiny_image.sh.
+# install these before ensure_venv. busybox-static, cpio, syslinux, mtools, dosfstools:
+# scripts/build_tiny_image.sh (the initramfs and the bootable disk image).
 # shellcheck disable=SC2034  # used by the scripts that source this file
-libvirt_packages=(libvirt-daemon-system qemu-system-x86 qemu-utils libvirt-dev pkg-config busybox-static cpio)
+libvirt_packages=(libvirt-daemon-system qemu-system-x86 qemu-utils libvirt-dev pkg-config busybox-static cpio
+    syslinux syslinux-common mtools dosfstools)
 
 PORTAL_LIBVIRT_SYSTEM_URI="qemu:///system"
 _VIRTLOGD_STARTED_PID=""

@@ -188,25 +188,31 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _seed_files(directory: Path, roles: tuple[str, ...]) -> tuple[dict, dict]:
+    """The manifest.json of a seed image folder (scripts/build_tiny_image.sh) and its files for
+    `roles`, each checked against its SHA-256."""
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise ValidationFailed(f"No readable manifest in {directory.name}: {exc}")
+    files = {}
+    for role in roles:
+        entry = manifest.get(role)
+        path = directory / entry["name"] if entry else None
+        if path is None or not path.is_file() or _sha256(path) != entry["sha256"]:
+            raise ValidationFailed(f"The {role} of {directory.name} is missing or does not match its checksum.")
+        files[role] = (path, entry)
+    return manifest, files
+
+
 @audited("image.register_kernel", area="compute")
 def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro: str = "", os_version: str = "",
                           visibility: str = Image.PUBLIC) -> Image:
     """A platform image that boots a kernel + initrd directly (no disk), from a folder with a
-    manifest.json (files, sha256, cmdline) as scripts/build_tiny_image.sh writes it. Checksums
-    are verified; registering the same files again returns the existing image."""
+    manifest.json (files, sha256, cmdline). Registering the same files again returns the
+    existing image."""
     require_operator(actor)
-    manifest_path = directory / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValidationFailed(f"No readable manifest in {directory.name}: {exc}")
-    files = {}
-    for role in ("kernel", "initrd"):
-        entry = manifest[role]
-        path = directory / entry["name"]
-        if not path.is_file() or _sha256(path) != entry["sha256"]:
-            raise ValidationFailed(f"{path.name} is missing or does not match its checksum.")
-        files[role] = (path, entry)
+    manifest, files = _seed_files(directory, ("kernel", "initrd"))
     existing = Image.objects.filter(
         boot=Image.KERNEL, kernel_file=str(files["kernel"][0]), initrd_file=str(files["initrd"][0]),
         checksum_sha256=files["kernel"][1]["sha256"], deleted_at__isnull=True,
@@ -214,21 +220,33 @@ def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro
     if existing is not None:
         return existing
     return Image.objects.create(
-        name=clean_name(name),
-        visibility=visibility,
-        status=Image.ACTIVE,
-        os_type="linux",
-        os_distro=os_distro,
-        os_version=os_version or manifest.get("kernel_version", ""),
-        arch=manifest.get("arch", "x86_64"),
-        boot=Image.KERNEL,
-        kernel_file=str(files["kernel"][0]),
-        initrd_file=str(files["initrd"][0]),
-        cmdline=manifest.get("cmdline", ""),
-        size_bytes=sum(entry["size"] for _, entry in files.values()),
-        checksum_sha256=files["kernel"][1]["sha256"],
-        min_ram_mb=manifest.get("min_ram_mb", 96),
+        name=clean_name(name), visibility=visibility, status=Image.ACTIVE, os_type="linux", os_distro=os_distro,
+        os_version=os_version or manifest.get("kernel_version", ""), arch=manifest.get("arch", "x86_64"),
+        boot=Image.KERNEL, kernel_file=str(files["kernel"][0]), initrd_file=str(files["initrd"][0]),
+        cmdline=manifest.get("cmdline", ""), size_bytes=sum(entry["size"] for _, entry in files.values()),
+        checksum_sha256=files["kernel"][1]["sha256"], min_ram_mb=manifest.get("min_ram_mb", 96),
         created_by=actor.user,
+    )
+
+
+@audited("image.register_disk", area="compute")
+def register_disk_image(actor: Actor, *, name: str, directory: Path, os_distro: str = "", os_version: str = "",
+                        visibility: str = Image.PUBLIC) -> Image:
+    """A platform disk image (instances boot from a copy-on-write clone of it), from a seed
+    image folder's manifest entry `disk`; the file stays where it is."""
+    require_operator(actor)
+    manifest, files = _seed_files(directory, ("disk",))
+    path, entry = files["disk"]
+    existing = Image.objects.filter(boot=Image.DISK, disk_file=str(path), checksum_sha256=entry["sha256"],
+                                    deleted_at__isnull=True).first()
+    if existing is not None:
+        return existing
+    return Image.objects.create(
+        name=clean_name(name), visibility=visibility, status=Image.ACTIVE, os_type="linux", os_distro=os_distro,
+        os_version=os_version or manifest.get("kernel_version", ""), arch=manifest.get("arch", "x86_64"),
+        boot=Image.DISK, disk_format=entry.get("format", "qcow2"), disk_file=str(path), size_bytes=entry["size"],
+        checksum_sha256=entry["sha256"], min_disk_gb=-(-entry.get("virtual_size", 1) // (1 << 30)),
+        min_ram_mb=manifest.get("min_ram_mb", 96), created_by=actor.user,
     )
 
 
@@ -327,8 +345,12 @@ MAX_BATCH = 20
 USER_DATA_LIMIT = 16 * 1024  # bytes, as EC2
 
 
-def _instance_usage(flavor: Flavor, count: int = 1) -> dict[str, int]:
-    return {"instances": count, "vcpus": flavor.vcpus * count, "ram_mb": flavor.ram_mb * count}
+def _instance_usage(flavor: Flavor, count: int = 1, *, boot_disk: bool = False) -> dict[str, int]:
+    """Quota an instance takes; one booting from a disk image also takes its root volume."""
+    usage = {"instances": count, "vcpus": flavor.vcpus * count, "ram_mb": flavor.ram_mb * count}
+    if boot_disk:
+        usage.update(volumes=count, volume_gb=flavor.disk_gb * count)
+    return usage
 
 
 @audited("instance.create", area="compute")
@@ -369,7 +391,8 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
             raise NotFound(f"No availability zone {availability_zone}.", fields={"availability_zone": ["Unknown."]})
     _check_fit(flavor_obj, image_obj)
 
-    quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION, amounts=_instance_usage(flavor_obj, count))
+    quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION,
+                   amounts=_instance_usage(flavor_obj, count, boot_disk=image_obj.boot == Image.DISK))
     request = scheduler.Request(vcpus=flavor_obj.vcpus, ram_mb=flavor_obj.ram_mb, arch=image_obj.arch,
                                 region=settings.PORTAL_DEFAULT_REGION, cluster=zone, group=group)
     created = []
@@ -393,9 +416,8 @@ def _check_fit(flavor: Flavor, image: Image) -> None:
     problems = {}
     if image.status != Image.ACTIVE:
         problems["image"] = [f"Image {image.public_id} is {image.status}, not active."]
-    elif image.boot == Image.DISK:
-        problems["image"] = ["Disk images need block storage, which this platform does not offer yet; "
-                             "use a kernel image."]
+    elif image.boot == Image.DISK and not flavor.disk_gb:
+        problems["flavor"] = [f"{image.name} boots from a disk; {flavor.name} has no root disk."]
     if flavor.ram_mb < image.min_ram_mb:
         problems["flavor"] = [f"{image.name} needs at least {image.min_ram_mb} MiB of RAM; {flavor.name} has "
                               f"{flavor.ram_mb}."]
@@ -498,6 +520,9 @@ def rebuild_instance(actor: Actor, *, instance: Instance, image: str | None = No
     from apps.core.tasks import enqueue_on_commit
 
     permissions.require(actor, instance, "rebuild")
+    if instance.image.boot == Image.DISK:
+        raise Conflict(f"{instance.public_id} boots from a volume: rebuilding it is not supported yet; create a new "
+                       "instance (its data volumes can move over).", code="unsupported")
     new_image = lookup(actor, Image.objects, image, field="image", label="image") if image else instance.image
     flavor = Flavor.objects.get(pk=instance.flavor_id)
     _check_fit(flavor, new_image)

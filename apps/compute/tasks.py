@@ -19,6 +19,7 @@ from apps.compute.hypervisors import get_compute_driver
 from apps.compute.models import Host, Image, Instance
 from apps.compute.signals import instance_deleted
 from apps.core import services as core_services
+from apps.core.exceptions import DomainError
 from apps.core.tasks import record_status
 
 
@@ -35,6 +36,10 @@ def serial_log_path(instance: Instance) -> Path:
 
 
 def domain_spec(instance: Instance) -> DomainSpec:
+    """The domain as the database wants it, with every volume plugged in (the root disk of a
+    disk-image instance first), so recreating or redefining it keeps them."""
+    from apps.storage import services as storage
+
     image, host = instance.image, instance.host
     kernel = None
     if image.boot == Image.KERNEL:
@@ -44,8 +49,8 @@ def domain_spec(instance: Instance) -> DomainSpec:
     log.parent.mkdir(parents=True, exist_ok=True)
     return DomainSpec(
         name=instance.public_id, vcpus=instance.vcpus, memory_mb=instance.ram_mb, virt_type=host.effective_virt_type,
-        arch=image.arch, kernel=kernel, serial_log=str(log), vnc_listen=host.management_address,
-        title=instance.name[:64],
+        arch=image.arch, kernel=kernel, disks=storage.instance_disks(instance), serial_log=str(log),
+        vnc_listen=host.management_address, title=instance.name[:64],
         labels=(("tenant", instance.tenant.public_id), ("instance", instance.public_id)),
     )
 
@@ -63,12 +68,17 @@ def provision_instance(instance_id: int, operation_id: int) -> None:
     if instance.status not in (Instance.PENDING, Instance.BUILDING):
         return  # built already, or being deleted: the delete task cleans up
     _set_status(instance_id, Instance.BUILDING)
-    core_services.operation_step(operation_id, step="defining the domain", progress=20,
-                                 log=f"host {instance.host.name}, {instance.vcpus} vCPU, {instance.ram_mb} MiB")
     try:
+        if instance.image.boot == Image.DISK:
+            from apps.storage import services as storage
+
+            core_services.operation_step(operation_id, step="cloning the boot disk", progress=10)
+            storage.ensure_root_volume(instance)
+        core_services.operation_step(operation_id, step="defining the domain", progress=20,
+                                     log=f"host {instance.host.name}, {instance.vcpus} vCPU, {instance.ram_mb} MiB")
         get_compute_driver(instance.host.uri).ensure_domain(domain_spec(instance))
-    except DriverError as exc:
-        _fail_build(instance, operation_id, str(exc))
+    except (DriverError, DomainError) as exc:
+        _fail_build(instance, operation_id, getattr(exc, "message", None) or str(exc))
         return
     with transaction.atomic():
         instance = Instance.objects.select_for_update().get(pk=instance_id)

@@ -4,8 +4,10 @@ that drives the backend (apps.storage.tasks) on commit."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from django.db import transaction
 from django.utils import timezone
 
 from apps.compute.models import Cluster, Host, Image, Instance, Region
@@ -21,9 +23,11 @@ from apps.tenants.services import require_operator
 if TYPE_CHECKING:
     from apps.core.actor import Actor
 
-# Event publishers (no state change), the scheduled capacity refresh (reads the backends) and
-# the receiver of compute's instance_deleted (part of that audited deletion).
-UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools", "release_attachments")
+# Event publishers (no state change), the scheduled capacity refresh (reads the backends), and
+# what compute calls while it builds, defines or deletes an instance (part of those audited
+# instance actions).
+UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools", "release_attachments",
+             "ensure_root_volume", "instance_disks")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -369,13 +373,73 @@ def detach_volume(actor: Actor, *, volume: Volume, instance: Instance | None = N
                  attachment.pk)
 
 
+# --- disks of instances (called by compute) ----------------------------------------------------
+
+def _root_pool(instance: Instance) -> VolumeType:
+    """Where an instance's root disk goes: a dir pool on its host, else an RBD pool of its
+    region (and zone); the pool's default type, or its first."""
+    host = instance.host
+    pools = StoragePool.objects.filter(enabled=True, region__code=instance.region)
+    pool = (pools.filter(backend=StoragePool.DIR, host=host).first()
+            or pools.filter(backend=StoragePool.RBD, availability_zone__in=[host.cluster_id, None]).first())
+    volume_type = pool and (pool.volume_types.filter(is_default=True).first() or pool.volume_types.first())
+    if volume_type is None:
+        raise Conflict(f"No storage pool holds boot disks for host {host.name}; operators add one (a dir pool on "
+                       "that host, or an RBD pool of the region) with a volume type.", code="no_storage")
+    return volume_type
+
+
+def ensure_root_volume(instance: Instance) -> Volume:
+    """The root volume of a disk-image instance: a copy-on-write clone of its image, attached
+    as vda (made once; the instance's create counted its quota). Part of provisioning."""
+    from apps.storage.tasks import image_base
+
+    attachment = VolumeAttachment.objects.select_related("volume__pool").filter(instance=instance, is_root=True).first()
+    if attachment is not None:
+        volume = attachment.volume
+    else:
+        volume_type = _root_pool(instance)
+        with transaction.atomic():
+            volume = Volume.objects.create(
+                tenant=instance.tenant, name=f"{instance.name} root"[:128], size_gb=instance.flavor.disk_gb,
+                volume_type=volume_type, pool=volume_type.pool, image=instance.image, status=Volume.CREATING,
+                created_by=instance.created_by, description=f"Boot disk of {instance.public_id}",
+            )
+            VolumeAttachment.objects.create(volume=volume, instance=instance, device="vda", is_root=True)
+    driver = get_storage_driver(volume.pool)
+    try:
+        driver.import_image(image_base(instance.image), instance.image.disk_file)
+        driver.clone_image(volume.public_id, image_base(instance.image), volume.size_bytes)
+    except StorageError as exc:
+        Volume.objects.filter(pk=volume.pk).update(status=Volume.ERROR, status_reason=str(exc)[:512])
+        raise Conflict(f"The boot disk could not be made: {exc}", code="storage_error") from exc
+    Volume.objects.filter(pk=volume.pk).update(status=Volume.IN_USE, status_reason="")
+    publish_volume(volume)
+    return volume
+
+
+def instance_disks(instance: Instance) -> tuple:
+    """Every volume plugged into the instance, as the hypervisor sees them (root first)."""
+    attachments = (VolumeAttachment.objects.select_related("volume__pool", "volume__pool__host")
+                   .filter(instance=instance).order_by("-is_root", "device"))
+    return tuple(replace(get_storage_driver(a.volume.pool).disk_source(a.volume.public_id), target=a.device,
+                         serial=a.volume.public_id) for a in attachments)
+
+
 def release_attachments(sender, *, instance: Instance, **kwargs) -> None:
-    """An instance is gone (compute's `instance_deleted`): its volumes are no longer plugged
-    anywhere (its domain went with it); they stay, available, unless still attached elsewhere."""
+    """An instance is gone (compute's `instance_deleted`): its domain went with it. Its root
+    volume goes too; its data volumes stay, available unless still attached elsewhere."""
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
     for attachment in VolumeAttachment.objects.select_related("volume").filter(instance=instance):
         volume = _locked(attachment.volume)
         attachment.delete()
-        if volume.status in (Volume.IN_USE, Volume.ATTACHING, Volume.DETACHING):
+        if attachment.is_root:
+            volume.status, volume.status_reason = Volume.DELETING, f"root disk of {instance.public_id}"
+            volume.save(update_fields=["status", "status_reason", "updated_at"])
+            enqueue_on_commit(tasks.delete_volume, volume.pk)
+        elif volume.status in (Volume.IN_USE, Volume.ATTACHING, Volume.DETACHING):
             volume.status = Volume.IN_USE if volume.attachments.exists() else Volume.AVAILABLE
             volume.status_reason = f"{instance.public_id} was deleted"
             volume.save(update_fields=["status", "status_reason", "updated_at"])

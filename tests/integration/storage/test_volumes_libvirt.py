@@ -135,3 +135,32 @@ def test_a_volume_travels_between_guests_with_its_data(owner, guests):
     settled(services.attach_volume(owner, volume=from_live, instance=second))
     seen = wait_for_line(second, rf"DISK-ADDED vd\w serial={from_live.public_id} sectors=\d+ found=(\S+)")
     assert seen.group(1) == f"NOTE-FROM-{first.public_id}"
+
+
+def test_a_disk_image_boots_from_a_copy_on_write_clone(owner, libvirt_driver):
+    """SeaBIOS → SYSLINUX → the kernel, all read from the instance's root volume, which is a
+    qcow2 overlay on the image base in the pool (nothing of the image was copied)."""
+    import json
+
+    from apps.compute.models import Image
+    from apps.storage.models import VolumeAttachment
+
+    image = Image.objects.get(boot=Image.DISK, name="Tiny Linux (busybox, disk)")
+    [instance] = compute.create_instances(owner, name="disk-boot", flavor="t1.micro", image=image.public_id)
+    try:
+        instance = settled(instance)
+        assert instance.status == Instance.RUNNING, instance.status_reason
+        root = VolumeAttachment.objects.get(instance=instance, is_root=True).volume
+        wait_for_line(instance, r"BOOT-OK", BOOT_TIMEOUT)
+        wait_for_line(instance, rf"DISK-ADDED vda serial={root.public_id} sectors=2097152 found=bootable")
+        path = get_storage_driver(root.pool).disk_source(root.public_id).path
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", path], check=True,
+                                         capture_output=True, text=True).stdout)
+        assert info["backing-filename"].endswith(f"/{image.public_id}")
+        assert info["actual-size"] < 5 << 20  # an overlay, not a copy of the 10 MB image
+    finally:
+        compute.delete_instance(owner, instance=Instance.objects.get(pk=instance.pk))
+    root.refresh_from_db()
+    assert root.status == Volume.DELETED
+    with pytest.raises(Exception, match="no volume"):
+        get_storage_driver(root.pool).volume_info(root.public_id)

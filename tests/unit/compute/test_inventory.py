@@ -143,3 +143,20 @@ def test_seed_compute_is_idempotent(db, settings, tmp_path):
     host = Host.objects.get()
     assert (host.name, host.uri, host.cluster.region.code) == ("local", "fake:///local", settings.PORTAL_DEFAULT_REGION)
     assert Flavor.objects.filter(is_public=True).count() == 5
+
+
+def test_disk_image_registration_reads_the_disk_entry(operator, tmp_path):
+    import hashlib
+    import json
+
+    (tmp_path / "disk.qcow2").write_bytes(b"qcow2 bytes")
+    manifest = {"disk": {"name": "disk.qcow2", "sha256": hashlib.sha256(b"qcow2 bytes").hexdigest(), "size": 11,
+                         "format": "qcow2", "virtual_size": 32 << 20}, "kernel_version": "6.1.0-test"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    image = services.register_disk_image(operator, name="Tiny disk", directory=tmp_path)
+    assert (image.boot, image.disk_format, image.disk_file, image.min_disk_gb) == (
+        "disk", "qcow2", str(tmp_path / "disk.qcow2"), 1)
+    assert services.register_disk_image(operator, name="Tiny disk", directory=tmp_path) == image
+    (tmp_path / "manifest.json").write_text(json.dumps({"kernel_version": "x"}))
+    with pytest.raises(ValidationFailed, match="disk of .* is missing"):
+        services.register_disk_image(operator, name="Tiny 2", directory=tmp_path)

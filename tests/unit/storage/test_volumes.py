@@ -264,3 +264,48 @@ def test_deleting_an_instance_frees_its_volumes(a_owner, actor, run, storage):
     volume = fresh(volume)
     assert (volume.status, volume.status_reason) == ("available", f"{instance.public_id} was deleted")
     assert not volume.attachments.exists()
+
+
+def test_a_disk_image_instance_boots_from_a_copy_on_write_root_volume(a_owner, actor, api, run, storage):
+    from apps.compute.services import create_flavor
+    from apps.core.actor import Actor
+
+    create_flavor(Actor.system(), name="t1.disk", vcpus=1, ram_mb=128, disk_gb=4)
+    owner = actor(a_owner)
+    refused = api(a_owner).post("/api/v1/instances", {"name": "x", "flavor": "t1.nano",
+                                                      "image": storage["disk_image"].public_id}, format="json")
+    assert refused.status_code == 400 and "flavor" in refused.json()["fields"]
+
+    [instance] = run(compute.create_instances, owner, name="vm", flavor="t1.disk",
+                     image=storage["disk_image"].public_id)
+    instance = fresh(instance)
+    assert instance.status == "running", instance.status_reason
+    root = VolumeAttachment.objects.get(instance=instance, is_root=True).volume
+    assert (root.status, root.size_gb, root.image_id, root.pool.name) == ("in-use", 4, storage["disk_image"].pk,
+                                                                          "local")
+    assert backend(root).parent == storage["disk_image"].public_id  # a clone, not a copy
+    assert FakeDriver(instance.host.uri).domain_info(instance.public_id).disks == ("vda",)
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (usage["volumes"], usage["volume_gb"]) == (1, 4)
+    with pytest.raises(Conflict, match="root disk"):
+        services.detach_volume(owner, volume=root)
+
+    run(compute.delete_instance, owner, instance=instance)
+    root = fresh(root)
+    assert root.status == "deleted"
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (usage["volumes"], usage["volume_gb"], usage["instances"]) == (0, 0, 0)
+
+
+def test_no_pool_for_boot_disks_is_a_clear_build_error(a_owner, actor, run, storage):
+    from apps.compute.services import create_flavor
+    from apps.core.actor import Actor
+    from apps.storage.models import StoragePool
+
+    create_flavor(Actor.system(), name="t1.disk", vcpus=1, ram_mb=128, disk_gb=4)
+    StoragePool.objects.update(enabled=False)
+    [instance] = run(compute.create_instances, actor(a_owner), name="vm", flavor="t1.disk",
+                     image=storage["disk_image"].public_id)
+    instance = fresh(instance)
+    assert instance.status == "error"
+    assert "No storage pool holds boot disks for host hv1" in instance.status_reason

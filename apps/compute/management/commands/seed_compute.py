@@ -1,5 +1,5 @@
 """Seed the compute inventory of a fresh install (idempotent): region, availability zone,
-the local libvirt host, a few flavors and the tiny bootable image."""
+the local libvirt host, a few flavors and the tiny bootable images (kernel boot, and disk)."""
 
 from pathlib import Path
 
@@ -44,5 +44,8 @@ class Command(BaseCommand):
             image = services.register_kernel_image(system, name="Tiny Linux (busybox)", directory=tiny,
                                                    os_distro="busybox")
             self.stdout.write(f"image {image.public_id}: {image.name}")
+            disk = services.register_disk_image(system, name="Tiny Linux (busybox, disk)", directory=tiny,
+                                                os_distro="busybox")
+            self.stdout.write(f"image {disk.public_id}: {disk.name}")
         else:
             self.stderr.write("tiny image not built (scripts/build_tiny_image.sh)")
