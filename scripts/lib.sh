@@ -15,7 +15,7 @@ PORTAL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 PORTAL_STATE="$PORTAL_ROOT/var"
 PORTAL_VENV="$PORTAL_ROOT/.venv"
 PORTAL_PY="$PORTAL_VENV/bin/python"
-PORTAL_SERVICES_DIR="$PORTAL_STATE/test-services"
+PORTAL_SERVICES_DIR="${PORTAL_SERVICES_DIR:-$PORTAL_STATE/test-services}"
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

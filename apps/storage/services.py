@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.compute.models import Cluster, Host, Image, Instance, Region
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 # what compute calls while it builds, defines or deletes an instance (part of those audited
 # instance actions).
 UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools", "release_attachments",
-             "ensure_root_volume", "instance_disks")
+             "ensure_root_volume", "instance_disks", "disk_for")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -196,7 +197,10 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
         if source.status not in (Volume.AVAILABLE, Volume.IN_USE):
             raise Conflict(f"Volume {source.public_id} is {source.status}.", code="invalid_state")
         minimum = source.size_gb
-    size_gb = minimum if size_gb is None and minimum > 1 else size_gb
+    if size_gb is None:
+        if source_image is None and source_snapshot is None and source is None:
+            raise ValidationFailed("Give the size of an empty volume.", fields={"size_gb": ["Required."]})
+        size_gb = minimum  # the source's size
     _check_size(size_gb, at_least=minimum)
     origin = source_snapshot.volume if source_snapshot else source
     chosen = origin.volume_type if origin is not None and not volume_type else _volume_type(actor, volume_type)
@@ -380,8 +384,9 @@ def _root_pool(instance: Instance) -> VolumeType:
     region (and zone); the pool's default type, or its first."""
     host = instance.host
     pools = StoragePool.objects.filter(enabled=True, region__code=instance.region)
+    zone = Q(availability_zone=host.cluster_id) | Q(availability_zone__isnull=True)
     pool = (pools.filter(backend=StoragePool.DIR, host=host).first()
-            or pools.filter(backend=StoragePool.RBD, availability_zone__in=[host.cluster_id, None]).first())
+            or pools.filter(zone, backend=StoragePool.RBD).first())
     volume_type = pool and (pool.volume_types.filter(is_default=True).first() or pool.volume_types.first())
     if volume_type is None:
         raise Conflict(f"No storage pool holds boot disks for host {host.name}; operators add one (a dir pool on "
@@ -418,12 +423,23 @@ def ensure_root_volume(instance: Instance) -> Volume:
     return volume
 
 
+def disk_for(volume: Volume, device: str, host: Host):
+    """The volume as `host`'s hypervisor opens it at `device`; a pool that needs a key on the
+    host (RBD) gets it there first."""
+    from apps.compute.hypervisors import get_compute_driver
+
+    driver = get_storage_driver(volume.pool)
+    secret = driver.host_secret()
+    if secret is not None:
+        get_compute_driver(host.uri).ensure_ceph_secret(*secret)
+    return replace(driver.disk_source(volume.public_id), target=device, serial=volume.public_id)
+
+
 def instance_disks(instance: Instance) -> tuple:
-    """Every volume plugged into the instance, as the hypervisor sees them (root first)."""
+    """Every volume plugged into the instance, as its host sees them (root first)."""
     attachments = (VolumeAttachment.objects.select_related("volume__pool", "volume__pool__host")
                    .filter(instance=instance).order_by("-is_root", "device"))
-    return tuple(replace(get_storage_driver(a.volume.pool).disk_source(a.volume.public_id), target=a.device,
-                         serial=a.volume.public_id) for a in attachments)
+    return tuple(disk_for(a.volume, a.device, instance.host) for a in attachments)
 
 
 def release_attachments(sender, *, instance: Instance, **kwargs) -> None:

@@ -4,8 +4,6 @@ state the re-run finishes (backend verbs accept what exists; rows are re-read un
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from django.db import transaction
 from django.utils import timezone
 
@@ -96,11 +94,6 @@ def resize_volume(volume_id: int, was_attached: int) -> None:
     _set(volume_id, settled)
 
 
-def _disk(volume: Volume, device: str):
-    source = get_storage_driver(volume.pool).disk_source(volume.public_id)
-    return replace(source, target=device, serial=volume.public_id)
-
-
 def attach_volume(attachment_id: int) -> None:
     attachment = VolumeAttachment.objects.select_related("volume__pool", "instance__host").filter(
         pk=attachment_id).first()
@@ -108,7 +101,8 @@ def attach_volume(attachment_id: int) -> None:
         return
     volume, instance = attachment.volume, attachment.instance
     try:
-        get_compute_driver(instance.host.uri).attach_disk(instance.public_id, _disk(volume, attachment.device))
+        disk = services.disk_for(volume, attachment.device, instance.host)
+        get_compute_driver(instance.host.uri).attach_disk(instance.public_id, disk)
     except (StorageError, DriverError) as exc:
         with transaction.atomic():
             attachment.delete()

@@ -83,3 +83,11 @@ def check_disk_hot_plug(driver: ComputeDriver, name: str, disk_path: str) -> Non
     assert "vdb" not in driver.detach_disk(name, "vdb").disks
     assert "vdb" not in driver.detach_disk(name, "vdb").disks  # missing is fine
     assert "vdb" not in driver.start_domain(name).disks  # gone from the definition too
+
+
+
+def check_ceph_secret(driver: ComputeDriver) -> None:
+    """A cephx key held under a UUID; setting it again (a rotated key) is fine."""
+    uuid = "5f0c1b9e-7d1a-4c35-9a0e-000000c0ffee"
+    driver.ensure_ceph_secret(uuid, "contract", b"0123456789abcdef")
+    driver.ensure_ceph_secret(uuid, "contract", b"fedcba9876543210")

@@ -193,6 +193,11 @@ class ComputeDriver(abc.ABC):
     def delete_disk_snapshot(self, name: str, target: str, snapshot: str) -> None:
         """Drop such a snapshot through the running guest's QEMU."""
 
+    @abc.abstractmethod
+    def ensure_ceph_secret(self, uuid: str, user: str, key: bytes) -> None:
+        """Hold a cephx key as a libvirt secret (private: never readable back) under `uuid`,
+        which RBD disks name in their <auth>. An existing secret gets the key again."""
+
     def console_log(self, path: str, *, limit: int) -> str:
         """The last `limit` bytes of a domain's serial console log (the file of its spec)."""
         raise Unsupported(f"{type(self).__name__} cannot read console logs")

@@ -21,6 +21,7 @@ from apps.compute.drivers.base import (
 
 # Shared by every FakeDriver of a URI in the process, like a real host would be.
 _hosts: dict[str, dict[str, DomainInfo]] = {}
+_secrets: dict[tuple[str, str], bytes] = {}  # (uri, uuid) → key
 _failures: dict[tuple[str, str], list[Exception]] = {}
 _lock = threading.Lock()
 
@@ -29,6 +30,7 @@ def reset() -> None:
     with _lock:
         _hosts.clear()
         _failures.clear()
+        _secrets.clear()
 
 
 class FakeDriver(ComputeDriver):
@@ -141,6 +143,13 @@ class FakeDriver(ComputeDriver):
 
     def delete_disk_snapshot(self, name: str, target: str, snapshot: str) -> None:
         self._disk(name, target)
+
+    def ensure_ceph_secret(self, uuid: str, user: str, key: bytes) -> None:
+        with _lock:
+            _secrets[(self.uri, uuid)] = key
+
+    def has_secret(self, uuid: str) -> bool:
+        return (self.uri, uuid) in _secrets
 
     def _disk(self, name: str, target: str) -> None:
         info = self._get(name)

@@ -349,6 +349,17 @@ class LibvirtDriver(ComputeDriver):
         if "error" in reply and "not found" not in reply["error"].get("desc", "").lower():
             raise DriverError(f"deleting snapshot of {target}: {reply['error'].get('desc')}")
 
+    def ensure_ceph_secret(self, uuid: str, user: str, key: bytes) -> None:
+        libvirt = _libvirt()
+        conn = self._conn()
+        try:
+            secret = conn.secretLookupByUUIDString(uuid)
+        except libvirt.libvirtError:
+            xml = (f"<secret ephemeral='no' private='yes'><uuid>{uuid}</uuid>"
+                   f"<usage type='ceph'><name>client.{user} {uuid}</name></usage></secret>")
+            secret = self._call(conn.secretDefineXML, xml, 0)
+        self._call(secret.setValue, key, 0)
+
     def set_user_password(self, name: str, user: str, password: str) -> None:
         self._call(self._domain(name).setUserPassword, user, password, 0)
 

@@ -115,6 +115,11 @@ class StorageDriver(abc.ABC):
     def rollback_snapshot(self, volume: str, snapshot: str) -> None:
         """Put the volume back to the snapshot; the volume must not be attached."""
 
+    def host_secret(self) -> tuple[str, str, bytes] | None:
+        """(libvirt secret UUID, cephx user, key) every hypervisor needs before it opens this
+        pool's disks; None when the backend needs none (files)."""
+        return None
+
     @abc.abstractmethod
     def disk_source(self, name: str) -> DiskSpec:
         """What the compute driver needs to attach the volume (the caller sets target/serial)."""

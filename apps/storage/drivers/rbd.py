@@ -12,9 +12,11 @@ Config: {"conf": "/etc/ceph/ceph.conf", "user": "portal", "pool": "volumes",
 
 from __future__ import annotations
 
+import base64
 import re
 import subprocess
 import threading
+import uuid
 
 from apps.compute.drivers.base import DiskSpec
 from apps.storage.drivers.base import (
@@ -259,11 +261,30 @@ class RbdDriver(StorageDriver):
 
         self._run(rollback)
 
+    @property
+    def secret_uuid(self) -> str:
+        """The libvirt secret of this pool's key on every host (stable: derived from the pool)."""
+        derived = uuid.uuid5(uuid.NAMESPACE_URL, f"cloudportal:{self.config['name']}")
+        return self.config.get("secret_uuid") or str(derived)
+
+    def host_secret(self) -> tuple[str, str, bytes]:
+        return self.secret_uuid, self.config["user"], self._cephx_key()
+
+    def _cephx_key(self) -> bytes:
+        """The user's key from its keyring file (`key = AQ…`), decoded as libvirt wants it."""
+        try:
+            text = open(self.config["keyring"]).read()
+        except (KeyError, OSError) as exc:
+            raise StorageError(f"cannot read the keyring of client.{self.config['user']}: {exc}") from exc
+        found = re.search(r"^\s*key\s*=\s*(\S+)", text, re.MULTILINE)
+        if found is None:
+            raise StorageError(f"no key in the keyring of client.{self.config['user']}")
+        return base64.b64decode(found.group(1))
+
     def disk_source(self, name: str) -> DiskSpec:
         self.volume_info(name)
         return DiskSpec(path=f"{self.config['pool']}/{name}", format="raw", protocol="rbd",
-                        hosts=self._monitors(), auth_user=self.config["user"],
-                        secret_uuid=self.config.get("secret_uuid", ""))
+                        hosts=self._monitors(), auth_user=self.config["user"], secret_uuid=self.secret_uuid)
 
     def _monitors(self) -> tuple[tuple[str, int], ...]:
         """The monitors' legacy (v1) addresses, which QEMU's librbd takes as host:port."""

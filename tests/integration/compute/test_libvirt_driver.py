@@ -41,6 +41,15 @@ def test_libvirt_keeps_the_contract(driver, domain_name, check):
     check(driver, domain_name)
 
 
+def test_libvirt_holds_ceph_secrets(driver):
+    contract.check_ceph_secret(driver)
+    secret = driver._conn().secretLookupByUUIDString("5f0c1b9e-7d1a-4c35-9a0e-000000c0ffee")
+    try:
+        assert "private='yes'" in secret.XMLDesc(0) or "private=\"yes\"" in secret.XMLDesc(0)
+    finally:
+        secret.undefine()
+
+
 def test_libvirt_plugs_disks(driver, domain_name):
     import json
     import subprocess

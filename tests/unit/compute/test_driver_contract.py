@@ -18,6 +18,12 @@ def test_fake_plugs_disks():
     contract.check_disk_hot_plug(FakeDriver("fake:///a"), "i-contract2", "/fake/vol-contract")
 
 
+def test_fake_holds_ceph_secrets():
+    driver = FakeDriver("fake:///a")
+    contract.check_ceph_secret(driver)
+    assert driver.has_secret("5f0c1b9e-7d1a-4c35-9a0e-000000c0ffee")
+
+
 def test_fake_injects_failures_once():
     driver = FakeDriver("fake:///a")
     driver.fail_next("ensure_domain", Transient("host busy"))

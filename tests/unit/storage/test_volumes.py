@@ -54,14 +54,17 @@ def test_volumes_from_nothing_an_image_a_snapshot_and_a_volume(a_owner, actor, r
     assert snapshot.status == "available" and snapshot.public_id in backend(blank).snapshots
     restored = fresh(run(services.create_volume, owner, name="from-snap", snapshot=snapshot.public_id))
     assert (restored.status, restored.size_gb, backend(restored).parent) == ("available", 10, "")
+    small = fresh(run(services.create_volume, owner, name="small", size_gb=1))
+    assert fresh(run(services.create_volume, owner, name="copy-1", source_volume=small.public_id)).size_gb == 1
     copy = fresh(run(services.create_volume, owner, name="copy", source_volume=blank.public_id, size_gb=12))
     assert (copy.status, backend(copy).size_bytes) == ("available", 12 << 30)
 
     usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
-    assert (usage["volumes"], usage["volume_gb"], usage["snapshots"]) == (4, 10 + 2 + 10 + 12, 1)
+    assert (usage["volumes"], usage["volume_gb"], usage["snapshots"]) == (6, 10 + 2 + 10 + 1 + 1 + 12, 1)
 
 
 @pytest.mark.parametrize("values, field", [
+    ({}, "size_gb"),
     ({"size_gb": 0}, "size_gb"),
     ({"size_gb": -5}, "size_gb"),
     ({"size_gb": 100_000}, "size_gb"),
@@ -309,3 +312,20 @@ def test_no_pool_for_boot_disks_is_a_clear_build_error(a_owner, actor, run, stor
     instance = fresh(instance)
     assert instance.status == "error"
     assert "No storage pool holds boot disks for host hv1" in instance.status_reason
+
+
+def test_root_disks_go_to_the_regions_rbd_pool_when_the_host_has_no_dir_pool(a_owner, actor, run, storage):
+    from apps.compute.services import create_flavor
+    from apps.core.actor import Actor
+    from apps.storage.models import StoragePool
+
+    system = Actor.system()
+    create_flavor(system, name="t1.disk", vcpus=1, ram_mb=128, disk_gb=4)
+    services.update_storage_pool(system, pool=storage["pool"], enabled=False)
+    ceph = services.add_storage_pool(system, name="ceph", backend=StoragePool.RBD, region=storage["region"],
+                                     config={"conf": "/c", "user": "portal", "pool": "rbd"})
+    services.create_volume_type(system, name="ceph", pool=ceph)
+    [instance] = run(compute.create_instances, actor(a_owner), name="vm", flavor="t1.disk",
+                     image=storage["disk_image"].public_id)
+    assert fresh(instance).status == "running"
+    assert VolumeAttachment.objects.get(instance=instance, is_root=True).volume.pool == ceph
