@@ -81,3 +81,25 @@ def check_snapshot_copy_rollback(driver: StorageDriver, probe: Probe, image: str
 
 
 CHECKS = [check_create_grow_delete, check_clone_over_an_image_base, check_snapshot_copy_rollback]
+
+
+def check_copy_between_pools(source: StorageDriver, source_probe: Probe, target: StorageDriver,
+                             target_probe: Probe) -> None:
+    """What a backup and its restore do: qemu-img reads one pool's object (a snapshot of it, or
+    its head) and writes a new object in another pool, of any backend."""
+    source.create_volume("vol-ct-src", 64 * MiB)
+    source_probe.write("vol-ct-src", 0x33)
+    source.create_snapshot("vol-ct-src", "snap-ct-bak")
+    source_probe.write("vol-ct-src", 0x44)
+    seen = []
+    copied = target.receive("bak-ct-1", source.read_args("vol-ct-src", snapshot="snap-ct-bak"), progress=seen.append)
+    assert copied.size_bytes == 64 * MiB and target_probe.holds("bak-ct-1", 0x33)
+    assert seen and seen[-1] == 100
+    target.receive("bak-ct-2", source.read_args("vol-ct-src"))
+    assert target_probe.holds("bak-ct-2", 0x44)
+    assert target.receive("bak-ct-2", ["/nonexistent"]).size_bytes == 64 * MiB  # exists: kept
+    back = source.receive("vol-ct-restored", target.read_args("bak-ct-1"))
+    assert back.size_bytes == 64 * MiB and source_probe.holds("vol-ct-restored", 0x33)
+    for driver, name in ((target, "bak-ct-1"), (target, "bak-ct-2"), (source, "vol-ct-restored"),
+                         (source, "vol-ct-src")):
+        driver.delete_volume(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 from apps.compute.drivers.base import DiskSpec
 
@@ -75,6 +75,16 @@ class StorageDriver(abc.ABC):
     def import_image(self, name: str, source_path: str) -> VolumeInfo:
         """Copy an image file (qcow2 or raw) into the pool once, as the base that volumes are
         cloned from; an existing base of that name is kept."""
+
+    @abc.abstractmethod
+    def read_args(self, name: str, *, snapshot: str = "") -> list[str]:
+        """qemu-img input arguments that read `name` (at `snapshot`): how another pool copies
+        from this one (backups and their restores cross pools and backends)."""
+
+    @abc.abstractmethod
+    def receive(self, name: str, source: list[str], *, progress: Callable[[int], None] | None = None) -> VolumeInfo:
+        """A new object `name` copied by qemu-img from `source` (read_args of any pool);
+        `progress(percent)` follows the copy. An existing one is kept."""
 
     @abc.abstractmethod
     def clone_image(self, name: str, base: str, size_bytes: int) -> VolumeInfo:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from apps.compute.drivers.libvirt import connection
+from apps.storage.drivers import qemuimg
 from apps.compute.drivers.base import DiskSpec
 from apps.storage.drivers.base import (
     InUse,
@@ -28,28 +28,11 @@ from apps.storage.drivers.base import (
     VolumeInfo,
 )
 
-QEMU_IMG_TIMEOUT = 3600  # seconds; converting a big image takes a while
-
 
 def _libvirt():
     import libvirt
 
     return libvirt
-
-
-def _qemu_img(*args: str) -> str:
-    try:
-        done = subprocess.run(["qemu-img", *args], capture_output=True, text=True, timeout=QEMU_IMG_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StorageError(f"qemu-img {args[0]}: {exc}") from exc
-    if done.returncode != 0:
-        message = done.stderr.strip() or done.stdout.strip()
-        if "lock" in message.lower():
-            raise InUse(f"the volume is in use by a running guest ({message})")
-        if "No space left" in message:
-            raise NoSpace(message)
-        raise StorageError(f"qemu-img {args[0]}: {message}")
-    return done.stdout
 
 
 class DirPoolDriver(StorageDriver):
@@ -118,12 +101,19 @@ class DirPoolDriver(StorageDriver):
         return self.volume_info(name)
 
     def import_image(self, name: str, source_path: str) -> VolumeInfo:
+        return self.receive(name, [source_path])
+
+    def receive(self, name: str, source: list[str], *, progress=None) -> VolumeInfo:
         if not self._exists(name):
-            partial = self._file(f".{name}.part")  # a killed import leaves no half base behind
-            _qemu_img("convert", "-O", "qcow2", source_path, str(partial))
+            partial = self._file(f".{name}.part")  # a killed copy leaves no half volume behind
+            qemuimg.convert(source, str(partial), target_format="qcow2", progress=progress)
             os.replace(partial, self._file(name))
             os.chmod(self._file(name), 0o644)
         return self.volume_info(name)
+
+    def read_args(self, name: str, *, snapshot: str = "") -> list[str]:
+        # -U: read an attached volume without its write lock; a snapshot's data never changes.
+        return ["-U", *(["-l", f"snapshot.name={snapshot}"] if snapshot else []), self._volume(name).path()]
 
     def clone_image(self, name: str, base: str, size_bytes: int) -> VolumeInfo:
         if not self._exists(name):
@@ -135,16 +125,7 @@ class DirPoolDriver(StorageDriver):
         return self.volume_info(name)
 
     def copy_volume(self, name: str, source: str, size_bytes: int, *, snapshot: str = "") -> VolumeInfo:
-        if not self._exists(name):
-            source_path = self._volume(source).path()
-            partial = self._file(f".{name}.part")
-            # -U: read an attached volume without its write lock; a snapshot's data never changes.
-            args = ["convert", "-U", "-O", "qcow2"]
-            if snapshot:
-                args += ["-l", f"snapshot.name={snapshot}"]
-            _qemu_img(*args, source_path, str(partial))
-            os.replace(partial, self._file(name))
-        info = self.volume_info(name)
+        info = self.receive(name, self.read_args(source, snapshot=snapshot))
         return self.resize_volume(name, size_bytes) if size_bytes > info.size_bytes else info
 
     def resize_volume(self, name: str, size_bytes: int) -> VolumeInfo:
@@ -173,7 +154,7 @@ class DirPoolDriver(StorageDriver):
     def volume_info(self, name: str) -> VolumeInfo:
         volume = self._volume(name)
         _type, capacity, allocation = volume.info()
-        details = json.loads(_qemu_img("info", "-U", "--output=json", volume.path()))
+        details = json.loads(qemuimg.run("info", "-U", "--output=json", volume.path()))
         return VolumeInfo(
             name=name, size_bytes=capacity, allocated_bytes=allocation,
             parent=details.get("full-backing-filename") or details.get("backing-filename") or "",
@@ -195,7 +176,7 @@ class DirPoolDriver(StorageDriver):
 
     def create_snapshot(self, volume: str, snapshot: str) -> None:
         if snapshot not in self.volume_info(volume).snapshots:
-            _qemu_img("snapshot", "-c", snapshot, self._volume(volume).path())
+            qemuimg.run("snapshot", "-c", snapshot, self._volume(volume).path())
 
     def delete_snapshot(self, volume: str, snapshot: str, *, missing_ok: bool = True) -> None:
         try:
@@ -206,12 +187,12 @@ class DirPoolDriver(StorageDriver):
             if missing_ok:
                 return
             raise NotFound(f"no snapshot {snapshot} of {volume}")
-        _qemu_img("snapshot", "-d", snapshot, self._volume(volume).path())
+        qemuimg.run("snapshot", "-d", snapshot, self._volume(volume).path())
 
     def rollback_snapshot(self, volume: str, snapshot: str) -> None:
         if snapshot not in self.volume_info(volume).snapshots:
             raise NotFound(f"no snapshot {snapshot} of {volume}")
-        _qemu_img("snapshot", "-a", snapshot, self._volume(volume).path())
+        qemuimg.run("snapshot", "-a", snapshot, self._volume(volume).path())
 
     def disk_source(self, name: str) -> DiskSpec:
         return DiskSpec(path=self._volume(name).path(), format="qcow2")

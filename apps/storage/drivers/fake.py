@@ -67,9 +67,25 @@ class FakeStorageDriver(StorageDriver):
             return self._info(name)
 
     def import_image(self, name: str, source_path: str) -> VolumeInfo:
+        return self.receive(name, [source_path])
+
+    def read_args(self, name: str, *, snapshot: str = "") -> list[str]:
+        return ["fake", self.config.get("name", "fake"), name, snapshot]
+
+    def receive(self, name: str, source: list[str], *, progress=None) -> VolumeInfo:
         with _lock:
-            self._volumes.setdefault(name, _Volume(size=GiB))
-            return self._info(name)
+            if source[0] == "fake":  # another fake pool's object
+                _, pool, origin_name, snapshot = source
+                origin = _pools.get(pool, {}).get(origin_name)
+                if origin is None:
+                    raise NotFound(f"no volume {origin_name} in {pool}")
+                size, pattern = origin.snapshots[snapshot] if snapshot else (origin.size, origin.pattern)
+            else:  # a file
+                size, pattern = GiB, 0
+            self._volumes.setdefault(name, _Volume(size=size, pattern=pattern))
+        if progress is not None:
+            progress(100)
+        return self.volume_info(name)
 
     def clone_image(self, name: str, base: str, size_bytes: int) -> VolumeInfo:
         with _lock:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
 import threading
 import uuid
 
 from apps.compute.drivers.base import DiskSpec
+from apps.storage.drivers import qemuimg
 from apps.storage.drivers.base import (
     InUse,
     NoSpace,
@@ -32,7 +32,6 @@ from apps.storage.drivers.base import (
 
 BASE_SNAPSHOT = "base"  # the protected snapshot of an image base that volumes are cloned from
 CONNECT_TIMEOUT = 10  # seconds
-IMPORT_TIMEOUT = 3600
 
 
 def _bindings():
@@ -119,36 +118,40 @@ class RbdDriver(StorageDriver):
         self._run(create)
         return self.volume_info(name)
 
-    def import_image(self, name: str, source_path: str) -> VolumeInfo:
-        """qemu-img writes the image raw into RBD under a temporary name; renamed and its `base`
-        snapshot protected only when complete, so a killed import leaves no usable half."""
+    def _target(self, name: str) -> str:
+        """The RBD image `name` as QEMU's rbd driver names it, with this pool's credentials."""
+        uri = f"rbd:{self.config['pool']}/{name}:id={self.config['user']}:conf={self.config['conf']}"
+        return uri + (f":keyring={self.config['keyring']}" if self.config.get("keyring") else "")
 
-        def ready(rbd, ioctx) -> bool:
-            if not self._exists(rbd, ioctx, name):
-                return False
+    def read_args(self, name: str, *, snapshot: str = "") -> list[str]:
+        return ["-f", "raw", self._target(f"{name}@{snapshot}" if snapshot else name)]
+
+    def receive(self, name: str, source: list[str], *, progress=None) -> VolumeInfo:
+        """qemu-img writes the copy raw under a temporary name, renamed when complete, so a
+        killed copy leaves no usable half."""
+        if not self._run(lambda rbd, ioctx: self._exists(rbd, ioctx, name)):
+            partial = f"{name}.part"
+            self.delete_volume(partial)
+            try:
+                qemuimg.convert(source, self._target(partial), target_format="raw", progress=progress)
+            except StorageError:
+                self.delete_volume(partial)
+                raise
+            self._run(lambda rbd, ioctx: rbd.RBD().rename(ioctx, partial, name))
+        return self.volume_info(name)
+
+    def import_image(self, name: str, source_path: str) -> VolumeInfo:
+        """The image base: the file received, then its `base` snapshot protected for clones."""
+        self.receive(name, [source_path])
+
+        def protect(rbd, ioctx):
             with rbd.Image(ioctx, name) as image:
                 if BASE_SNAPSHOT not in [s["name"] for s in image.list_snaps()]:
                     image.create_snap(BASE_SNAPSHOT)
                 if not image.is_protected_snap(BASE_SNAPSHOT):
                     image.protect_snap(BASE_SNAPSHOT)
-            return True
 
-        if not self._run(ready):
-            partial = f"{name}.part"
-            self.delete_volume(partial)
-            target = f"rbd:{self.config['pool']}/{partial}:id={self.config['user']}:conf={self.config['conf']}"
-            if self.config.get("keyring"):
-                target += f":keyring={self.config['keyring']}"
-            try:
-                done = subprocess.run(["qemu-img", "convert", "-O", "raw", source_path, target],
-                                      capture_output=True, text=True, timeout=IMPORT_TIMEOUT)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise StorageError(f"qemu-img convert: {exc}") from exc
-            if done.returncode != 0:
-                self.delete_volume(partial)
-                raise StorageError(f"qemu-img convert: {done.stderr.strip()}")
-            self._run(lambda rbd, ioctx: rbd.RBD().rename(ioctx, partial, name))
-            self._run(ready)
+        self._run(protect)
         return self.volume_info(name)
 
     def clone_image(self, name: str, base: str, size_bytes: int) -> VolumeInfo:
@@ -264,7 +267,7 @@ class RbdDriver(StorageDriver):
     @property
     def secret_uuid(self) -> str:
         """The libvirt secret of this pool's key on every host (stable: derived from the pool)."""
-        derived = uuid.uuid5(uuid.NAMESPACE_URL, f"cloudportal:{self.config['name']}")
+        derived = uuid.uuid5(uuid.NAMESPACE_URL, f"cloudportal:{self.config.get('name') or self.config['pool']}")
         return self.config.get("secret_uuid") or str(derived)
 
     def host_secret(self) -> tuple[str, str, bytes]:

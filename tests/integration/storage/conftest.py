@@ -2,6 +2,8 @@
 (ceph_start in scripts/lib.sh): one mon, one in-memory OSD, no mgr, the pool `rbd`, and
 client.portal with `profile rbd` on that pool only, as the portal will have.
 
+- `make_dir_pool` (per test): throwaway libvirt dir pools under PORTAL_LIBVIRT_DIR/test-pools,
+  emptied and undefined after the test.
 - `ceph_cluster` (per session): how to reach it, from the PORTAL_TEST_CEPH_* variables the test
   command exports; the test is skipped when there is none (Ceph not installable, or pytest run
   by hand without `make test`). The `rados` and `rbd` bindings are Debian's, made importable in
@@ -11,10 +13,16 @@ client.portal with `profile rbd` on that pool only, as the portal will have.
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.conf import settings
+
+from apps.compute.drivers.base import Transient
+from apps.compute.drivers.libvirt import connection
+from apps.storage.drivers.dirpool import DirPoolDriver
 
 
 @dataclass(frozen=True)
@@ -45,3 +53,32 @@ def ceph_cluster() -> CephCluster:
         pool=os.environ["PORTAL_TEST_CEPH_POOL"],
         keyring=os.environ["PORTAL_TEST_CEPH_KEYRING"],
     )
+
+
+@pytest.fixture
+def make_dir_pool():
+    """make_dir_pool() -> a throwaway pool under PORTAL_LIBVIRT_DIR (QEMU's user must reach
+    it); every pool made is emptied and undefined after the test."""
+    try:
+        conn = connection(settings.PORTAL_LIBVIRT_URI)
+    except Transient as exc:
+        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
+    names = []
+
+    def make() -> DirPoolDriver:
+        name = f"contract-{uuid.uuid4().hex[:8]}"
+        names.append(name)
+        path = settings.PORTAL_LIBVIRT_DIR / "test-pools" / name
+        return DirPoolDriver({"uri": settings.PORTAL_LIBVIRT_URI, "path": str(path), "name": name})
+
+    yield make
+    for name in names:
+        try:
+            pool = conn.storagePoolLookupByName(name)
+        except Exception:  # never defined: the test failed before using it
+            continue
+        for volume in pool.listAllVolumes():
+            volume.delete(0)
+        pool.destroy()
+        pool.delete(0)
+        pool.undefine()

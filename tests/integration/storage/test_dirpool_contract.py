@@ -1,55 +1,18 @@
 """The storage driver contract against a real libvirt `dir` pool of qcow2 files."""
 
 import subprocess
-import uuid
 
 import pytest
-from django.conf import settings
 
-from apps.compute.drivers.base import Transient
-from apps.compute.drivers.libvirt import connection
-from apps.storage.drivers.dirpool import DirPoolDriver
 from tests.contracts import storage_driver as contract
+from tests.integration.storage.probes import QemuIoProbe
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.integration]
 
 
-class QemuIoProbe:
-    """Content checks with qemu-io on the pool's files (64 KiB at offset 0)."""
-
-    def __init__(self, driver: DirPoolDriver):
-        self.driver = driver
-
-    def _path(self, name: str) -> str:
-        return self.driver.disk_source(name).path
-
-    def write(self, name: str, byte: int) -> None:
-        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -P {byte} 0 64k", self._path(name)], check=True,
-                       capture_output=True)
-
-    def holds(self, name: str, byte: int) -> bool:
-        done = subprocess.run(["qemu-io", "-f", "qcow2", "-r", "-U", "-c", f"read -P {byte} 0 64k", self._path(name)],
-                              capture_output=True, text=True)
-        return done.returncode == 0 and "verification failed" not in done.stdout
-
-
 @pytest.fixture
-def dir_pool(tmp_path_factory):
-    """A throwaway pool under PORTAL_LIBVIRT_DIR (QEMU's user must reach it), undefined after."""
-    try:
-        conn = connection(settings.PORTAL_LIBVIRT_URI)
-    except Transient as exc:
-        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
-    name = f"contract-{uuid.uuid4().hex[:8]}"
-    path = settings.PORTAL_LIBVIRT_DIR / "test-pools" / name
-    driver = DirPoolDriver({"uri": settings.PORTAL_LIBVIRT_URI, "path": str(path), "name": name})
-    yield driver
-    pool = conn.storagePoolLookupByName(name)
-    for volume in pool.listAllVolumes():
-        volume.delete(0)
-    pool.destroy()
-    pool.delete(0)
-    pool.undefine()
+def dir_pool(make_dir_pool):
+    return make_dir_pool()
 
 
 @pytest.fixture
@@ -78,3 +41,8 @@ def test_an_imported_image_keeps_its_content(dir_pool, image):
     assert probe.holds("vol-content", 126) and clone.parent.endswith("img-content")
     dir_pool.delete_volume("vol-content")
     dir_pool.delete_volume("img-content")
+
+
+def test_dir_pools_copy_between_them(make_dir_pool):
+    source, target = make_dir_pool(), make_dir_pool()
+    contract.check_copy_between_pools(source, QemuIoProbe(source), target, QemuIoProbe(target))

@@ -6,29 +6,9 @@ import pytest
 
 from apps.storage.drivers.rbd import RbdDriver
 from tests.contracts import storage_driver as contract
+from tests.integration.storage.probes import QemuIoProbe, RbdProbe
 
 pytestmark = [pytest.mark.ceph, pytest.mark.integration]
-
-
-class RbdProbe:
-    """Content checks with librbd (64 KiB at offset 0)."""
-
-    def __init__(self, driver: RbdDriver):
-        self.driver = driver
-
-    def _with_image(self, name: str, fn):
-        return self.driver._run(lambda rbd, ioctx: _use(rbd, ioctx, name, fn))
-
-    def write(self, name: str, byte: int) -> None:
-        self._with_image(name, lambda image: image.write(bytes([byte]) * 65536, 0))
-
-    def holds(self, name: str, byte: int) -> bool:
-        return self._with_image(name, lambda image: image.read(0, 65536) == bytes([byte]) * 65536)
-
-
-def _use(rbd, ioctx, name, fn):
-    with rbd.Image(ioctx, name) as image:
-        return fn(image)
 
 
 @pytest.fixture
@@ -64,3 +44,12 @@ def test_rbd_disks_are_network_disks_with_the_monitors(rbd_driver, image):
     rbd_driver.delete_volume("vol-ct-content")
     rbd_driver.delete_volume("img-ct-content")
     rbd_driver.delete_volume("vol-ct-disk")
+
+
+
+@pytest.mark.libvirt
+def test_rbd_and_dir_pools_copy_both_ways(rbd_driver, make_dir_pool):
+    """Backups across backends: a dir pool's volume into RBD and back, and the other way."""
+    local = make_dir_pool()
+    contract.check_copy_between_pools(local, QemuIoProbe(local), rbd_driver, RbdProbe(rbd_driver))
+    contract.check_copy_between_pools(rbd_driver, RbdProbe(rbd_driver), local, QemuIoProbe(local))
