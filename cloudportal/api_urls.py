@@ -22,6 +22,7 @@ router.register("instance-groups", compute.InstanceGroupViewSet, basename="insta
 router.register("hosts", compute.HostViewSet, basename="host")
 router.register("volumes", storage.VolumeViewSet, basename="volume")
 router.register("snapshots", storage.SnapshotViewSet, basename="snapshot")
+router.register("backups", storage.BackupViewSet, basename="backup")
 router.register("volume-types", storage.VolumeTypeViewSet, basename="volume-type")
 router.register("storage-pools", storage.StoragePoolViewSet, basename="storage-pool")
 router.register("operations", OperationViewSet, basename="operation")

@@ -5,7 +5,7 @@ from django.contrib import admin
 
 from apps.core.admin import ReadOnlyAdmin, call, operator
 from apps.storage import services
-from apps.storage.models import Snapshot, StoragePool, Volume, VolumeType
+from apps.storage.models import Backup, Snapshot, StoragePool, Volume, VolumeType
 
 GiB = 1 << 30
 
@@ -15,7 +15,7 @@ class StoragePoolAdmin(admin.ModelAdmin):
     list_display = ["name", "backend", "region", "availability_zone", "host", "enabled", "capacity", "used",
                     "refreshed_at", "state_reason"]
     list_filter = ["backend", "enabled", "region"]
-    fields = ["name", "backend", "region", "availability_zone", "host", "config", "tags", "enabled"]
+    fields = ["name", "backend", "region", "availability_zone", "host", "config", "tags", "enabled", "holds_backups"]
     actions = ["enable", "disable", "refresh"]
 
     @admin.display(description="capacity (GiB)")
@@ -32,7 +32,7 @@ class StoragePoolAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             call(request, services.update_storage_pool, pool=obj, enabled=obj.enabled, tags=obj.tags,
-                 success="Pool saved.")
+                 holds_backups=obj.holds_backups, success="Pool saved.")
             return
         pool = services.add_storage_pool(operator(request), name=obj.name, backend=obj.backend, region=obj.region,
                                          availability_zone=obj.availability_zone, host=obj.host, config=obj.config,
@@ -86,3 +86,11 @@ class SnapshotAdmin(ReadOnlyAdmin):
     list_filter = ["status"]
     search_fields = ["public_id", "name", "tenant__name", "volume__public_id"]
     list_select_related = ["tenant", "volume"]
+
+
+@admin.register(Backup)
+class BackupAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "name", "tenant", "volume_public_id", "pool", "size_gb", "status", "created_at"]
+    list_filter = ["status", "pool"]
+    search_fields = ["public_id", "name", "tenant__name", "volume_public_id"]
+    list_select_related = ["tenant", "pool"]

@@ -15,6 +15,8 @@ class StorageConfig(AppConfig):
         register_quota("volumes", "Volumes", default=20)
         register_quota("volume_gb", "Volume storage", default=1000, unit="GiB")
         register_quota("snapshots", "Volume snapshots", default=50)
+        register_quota("backups", "Volume backups", default=20)
+        register_quota("backup_gb", "Backup storage", default=2000, unit="GiB")
         register_nav("storage", "Volumes", "volume-list", area="storage")
 
         from apps.compute.signals import instance_deleted

@@ -34,6 +34,7 @@ class StoragePool(PublicIdModel):
     config = models.JSONField(default=dict)
     tags = models.JSONField(default=list, blank=True, help_text="e.g. ssd, sata")
     enabled = models.BooleanField(default=True)
+    holds_backups = models.BooleanField(default=False, help_text="Backups of the region's volumes go here.")
     capacity_bytes = models.BigIntegerField(default=0)
     allocated_bytes = models.BigIntegerField(default=0)
     available_bytes = models.BigIntegerField(default=0)
@@ -104,6 +105,8 @@ class Volume(TenantOwned):
     source_snapshot = models.ForeignKey("storage.Snapshot", on_delete=models.SET_NULL, null=True, blank=True,
                                         related_name="+")
     source_volume = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    source_backup = models.ForeignKey("storage.Backup", on_delete=models.SET_NULL, null=True, blank=True,
+                                      related_name="+")
     tags = models.JSONField(default=list, blank=True)
 
     class Meta(TenantOwned.Meta):
@@ -156,3 +159,26 @@ class Snapshot(TenantOwned):
     @property
     def is_transitional(self) -> bool:
         return self.status in (self.CREATING, self.RESTORING, self.DELETING)
+
+
+class Backup(TenantOwned):
+    """A full, independent copy of a volume in a pool (the region's backup pool, else the
+    volume's own): it survives the volume, and restores into a new volume."""
+
+    public_id_prefix = "bak"
+    area = "storage"
+
+    CREATING, AVAILABLE, ERROR, DELETING, DELETED = "creating", "available", "error", "deleting", "deleted"
+    STATUS_CHOICES = [(s, s) for s in (CREATING, AVAILABLE, ERROR, DELETING, DELETED)]
+
+    description = models.CharField(max_length=255, blank=True)
+    volume = models.ForeignKey(Volume, on_delete=models.SET_NULL, null=True, blank=True, related_name="backups")
+    volume_public_id = models.CharField(max_length=32, help_text="The volume it copies (kept when it is deleted).")
+    pool = models.ForeignKey(StoragePool, on_delete=models.PROTECT, related_name="backups")
+    size_gb = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=CREATING, db_index=True)
+    status_reason = models.CharField(max_length=512, blank=True)
+
+    @property
+    def is_transitional(self) -> bool:
+        return self.status in (self.CREATING, self.DELETING)

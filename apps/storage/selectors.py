@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Prefetch, QuerySet
 
-from apps.storage.models import Snapshot, Volume, VolumeAttachment, VolumeType
+from apps.storage.models import Backup, Snapshot, Volume, VolumeAttachment, VolumeType
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
@@ -25,3 +25,7 @@ def list_snapshots(actor: Actor) -> QuerySet[Snapshot]:
 
 def list_volume_types(actor: Actor) -> QuerySet[VolumeType]:
     return VolumeType.objects.for_actor(actor).select_related("pool", "pool__region")
+
+
+def list_backups(actor: Actor) -> QuerySet[Backup]:
+    return Backup.objects.for_actor(actor).select_related("pool")

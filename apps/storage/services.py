@@ -18,7 +18,7 @@ from apps.core.exceptions import Conflict, NotFound, ValidationFailed
 from apps.core.validation import clean_name, lookup
 from apps.storage.backends import get_storage_driver
 from apps.storage.drivers.base import StorageError
-from apps.storage.models import Snapshot, StoragePool, Volume, VolumeAttachment, VolumeType
+from apps.storage.models import Backup, Snapshot, StoragePool, Volume, VolumeAttachment, VolumeType
 from apps.tenants.services import require_operator
 
 if TYPE_CHECKING:
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 # Event publishers (no state change), the scheduled capacity refresh (reads the backends), and
 # what compute calls while it builds, defines or deletes an instance (part of those audited
 # instance actions).
-UNAUDITED = ("publish_volume", "publish_snapshot", "refresh_storage_pools", "release_attachments",
-             "ensure_root_volume", "instance_disks", "disk_for")
+UNAUDITED = ("publish_volume", "publish_snapshot", "publish_backup", "refresh_storage_pools",
+             "release_attachments", "ensure_root_volume", "instance_disks", "disk_for")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -83,14 +83,20 @@ def _read_usage(pool: StoragePool) -> None:
 
 @audited("storage_pool.update", area="storage")
 def update_storage_pool(actor: Actor, *, pool: StoragePool, enabled: bool | None = None,
-                        tags: list[str] | None = None) -> StoragePool:
+                        tags: list[str] | None = None, holds_backups: bool | None = None) -> StoragePool:
+    """Open or close a pool for new volumes, tag it, make it its region's backup pool (one
+    per region)."""
     require_operator(actor)
     pool = StoragePool.objects.select_for_update().get(pk=pool.pk)
     if enabled is not None:
         pool.enabled = enabled
     if tags is not None:
         pool.tags = [clean_name(t, "tags") for t in tags]
-    pool.save(update_fields=["enabled", "tags"])
+    if holds_backups is not None:
+        if holds_backups:
+            StoragePool.objects.filter(region_id=pool.region_id).exclude(pk=pool.pk).update(holds_backups=False)
+        pool.holds_backups = holds_backups
+    pool.save(update_fields=["enabled", "tags", "holds_backups"])
     return pool
 
 
@@ -162,9 +168,10 @@ def _check_pool_space(pool: StoragePool, size_gb: int) -> None:
 @audited("volume.create", area="storage")
 def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume_type: str | None = None,
                   image: str | None = None, snapshot: str | None = None, source_volume: str | None = None,
-                  description: str = "", tags: list[str] | None = None) -> Volume:
-    """A volume: empty, from an image (bootable, copy-on-write over the image), from a snapshot
-    or as a copy of another volume (full copies). Created `creating`; a task fills it."""
+                  backup: str | None = None, description: str = "", tags: list[str] | None = None) -> Volume:
+    """A volume: empty, from an image (bootable, copy-on-write over the image), from a snapshot,
+    as a copy of another volume, or restored from a backup (full copies). Created `creating`;
+    a task fills it."""
     from apps.core.services import start_operation
     from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
@@ -173,10 +180,10 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
 
     tenant = require_writable_tenant(actor)
     permissions.require_area(actor, "storage", "create")
-    if sum(ref is not None for ref in (image, snapshot, source_volume)) > 1:
-        raise ValidationFailed("Give at most one source: an image, a snapshot or a volume.",
+    if sum(ref is not None for ref in (image, snapshot, source_volume, backup)) > 1:
+        raise ValidationFailed("Give at most one source: an image, a snapshot, a volume or a backup.",
                                fields={"image": ["One source only."]})
-    source_image = source_snapshot = source = None
+    source_image = source_snapshot = source = source_backup = None
     minimum = 1
     if image is not None:
         source_image = lookup(actor, Image.objects.filter(status=Image.ACTIVE, deleted_at__isnull=True), image,
@@ -197,8 +204,13 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
         if source.status not in (Volume.AVAILABLE, Volume.IN_USE):
             raise Conflict(f"Volume {source.public_id} is {source.status}.", code="invalid_state")
         minimum = source.size_gb
+    if backup is not None:
+        source_backup = lookup(actor, Backup.objects.select_related("pool"), backup, field="backup", label="backup")
+        if source_backup.status != Backup.AVAILABLE:
+            raise Conflict(f"Backup {source_backup.public_id} is {source_backup.status}.", code="invalid_state")
+        minimum = source_backup.size_gb
     if size_gb is None:
-        if source_image is None and source_snapshot is None and source is None:
+        if source_image is None and source_snapshot is None and source is None and source_backup is None:
             raise ValidationFailed("Give the size of an empty volume.", fields={"size_gb": ["Required."]})
         size_gb = minimum  # the source's size
     _check_size(size_gb, at_least=minimum)
@@ -212,7 +224,8 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
     volume = Volume.objects.create(
         tenant=tenant, name=clean_name(name), description=description.strip()[:255], size_gb=size_gb,
         volume_type=chosen, pool=chosen.pool, multi_attach=chosen.multi_attach, image=source_image,
-        source_snapshot=source_snapshot, source_volume=source, tags=sorted({clean_name(t, "tags") for t in tags or []}),
+        source_snapshot=source_snapshot, source_volume=source, source_backup=source_backup,
+        tags=sorted({clean_name(t, "tags") for t in tags or []}),
         created_by=actor.user,
     )
     operation = start_operation(actor, area="storage", kind="volume.create", name=f"Create {volume.name}",
@@ -528,3 +541,63 @@ def revert_to_snapshot(actor: Actor, *, snapshot: Snapshot) -> Volume:
     snapshot.save(update_fields=["status", "updated_at"])
     return _move(volume, Volume.RESTORING, f"to {snapshot.public_id}", tasks.revert_to_snapshot, snapshot.pk)
 
+
+
+
+# --- backups ---------------------------------------------------------------------------------
+
+def _backup_pool(volume: Volume) -> StoragePool:
+    """The region's backup pool (operators mark one), else the volume's own pool."""
+    chosen = StoragePool.objects.filter(region_id=volume.pool.region_id, enabled=True, holds_backups=True).first()
+    return chosen or volume.pool
+
+
+@audited("backup.create", area="storage")
+def create_backup(actor: Actor, *, volume: Volume, name: str, description: str = "") -> Backup:
+    """A full copy of the volume as it is now (a temporary snapshot is copied, attached volumes
+    included) into the backup pool, as a task with progress. Callable from a schedule with a
+    system actor of the volume's tenant."""
+    from apps.core.services import start_operation
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+    from apps.tenants import quotas
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require(actor, volume, "backup")
+    volume = _locked(volume)
+    _require_status(volume, "back up", (Volume.AVAILABLE, Volume.IN_USE))
+    quotas.consume(tenant, region=volume.pool.region.code, amounts={"backups": 1, "backup_gb": volume.size_gb})
+    backup = Backup.objects.create(tenant=tenant, name=clean_name(name), description=description.strip()[:255],
+                                   volume=volume, volume_public_id=volume.public_id, pool=_backup_pool(volume),
+                                   size_gb=volume.size_gb, created_by=actor.user)
+    operation = start_operation(actor, area="storage", kind="backup.create", name=f"Back up {volume.name}",
+                                resource_id=backup.public_id)
+    publish_backup(backup)
+    enqueue_on_commit(tasks.create_backup, backup.pk, operation.pk)
+    return backup
+
+
+@audited("backup.delete", area="storage")
+def delete_backup(actor: Actor, *, backup: Backup) -> Backup:
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    permissions.require(actor, backup, "delete")
+    backup = Backup.objects.select_for_update(of=("self",)).select_related("pool").get(pk=backup.pk)
+    if backup.status not in (Backup.AVAILABLE, Backup.ERROR):
+        raise Conflict(f"Backup {backup.public_id} is {backup.status}.", code="invalid_state")
+    busy = Volume.objects.filter(source_backup=backup, status=Volume.CREATING).values_list("public_id", flat=True)
+    if busy:
+        raise Conflict(f"Volumes are being restored from backup {backup.public_id} ({', '.join(busy)}).",
+                       code="in_use")
+    backup.status = Backup.DELETING
+    backup.save(update_fields=["status", "updated_at"])
+    publish_backup(backup)
+    enqueue_on_commit(tasks.delete_backup, backup.pk)
+    return backup
+
+
+def publish_backup(backup: Backup) -> None:
+    events.publish(backup.tenant_id, {"type": "backup", "id": backup.public_id, "status": backup.status,
+                                      "volume": backup.volume_public_id})

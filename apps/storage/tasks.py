@@ -14,7 +14,7 @@ from apps.core.tasks import record_status
 from apps.storage import services
 from apps.storage.backends import get_storage_driver
 from apps.storage.drivers.base import InUse, StorageError
-from apps.storage.models import Snapshot, Volume, VolumeAttachment
+from apps.storage.models import Backup, Snapshot, Volume, VolumeAttachment
 
 GiB = 1 << 30
 
@@ -30,7 +30,7 @@ def _set(volume_id: int, status: str, reason: str = "") -> Volume:
 
 def _load(volume_id: int) -> Volume:
     return Volume.objects.select_related("pool", "pool__host", "image", "source_snapshot__volume",
-                                         "source_volume", "tenant").get(pk=volume_id)
+                                         "source_volume", "source_backup__pool", "tenant").get(pk=volume_id)
 
 
 def create_volume(volume_id: int, operation_id: int) -> None:
@@ -49,6 +49,12 @@ def create_volume(volume_id: int, operation_id: int) -> None:
             snapshot = volume.source_snapshot
             core_services.operation_step(operation_id, step=f"copying {snapshot.public_id}", progress=30)
             driver.copy_volume(volume.public_id, snapshot.volume.public_id, size, snapshot=snapshot.public_id)
+        elif volume.source_backup_id:
+            backup = volume.source_backup
+            core_services.operation_step(operation_id, step=f"restoring {backup.public_id}", progress=10)
+            driver.receive(volume.public_id, get_storage_driver(backup.pool).read_args(backup.public_id),
+                           progress=_progress(operation_id, "restoring", 10, 90))
+            driver.resize_volume(volume.public_id, size)
         elif volume.source_volume_id:
             core_services.operation_step(operation_id, step=f"copying {volume.source_volume.public_id}", progress=30)
             driver.copy_volume(volume.public_id, volume.source_volume.public_id, size)
@@ -159,18 +165,29 @@ def _set_snapshot(snapshot_id: int, status: str, reason: str = "", **fields) -> 
     return record_status(Snapshot, snapshot_id, status, reason, publish=services.publish_snapshot, **fields)
 
 
+def _take_snapshot(volume: Volume, name: str) -> None:
+    running = _running_attachment(volume)
+    if running is not None and volume.pool.backend == "dir":  # the file is QEMU's while it runs
+        get_compute_driver(running.instance.host.uri).snapshot_disk(running.instance.public_id, running.device, name)
+    else:
+        get_storage_driver(volume.pool).create_snapshot(volume.public_id, name)
+
+
+def _drop_snapshot(volume: Volume, name: str) -> None:
+    running = _running_attachment(volume)
+    if running is not None and volume.pool.backend == "dir":
+        get_compute_driver(running.instance.host.uri).delete_disk_snapshot(running.instance.public_id,
+                                                                           running.device, name)
+    else:
+        get_storage_driver(volume.pool).delete_snapshot(volume.public_id, name)
+
+
 def create_snapshot(snapshot_id: int) -> None:
     snapshot = _snapshot(snapshot_id)
     if snapshot.status != Snapshot.CREATING:
         return
-    volume = snapshot.volume
     try:
-        running = _running_attachment(volume)
-        if running is not None and volume.pool.backend == "dir":  # the file is QEMU's while it runs
-            get_compute_driver(running.instance.host.uri).snapshot_disk(running.instance.public_id, running.device,
-                                                                        snapshot.public_id)
-        else:
-            get_storage_driver(volume.pool).create_snapshot(volume.public_id, snapshot.public_id)
+        _take_snapshot(snapshot.volume, snapshot.public_id)
     except (StorageError, DriverError) as exc:
         _set_snapshot(snapshot_id, Snapshot.ERROR, str(exc))
         return
@@ -185,12 +202,7 @@ def delete_snapshot(snapshot_id: int) -> None:
         return
     volume = snapshot.volume
     try:
-        running = _running_attachment(volume)
-        if running is not None and volume.pool.backend == "dir":
-            get_compute_driver(running.instance.host.uri).delete_disk_snapshot(
-                running.instance.public_id, running.device, snapshot.public_id)
-        else:
-            get_storage_driver(volume.pool).delete_snapshot(volume.public_id, snapshot.public_id)
+        _drop_snapshot(volume, snapshot.public_id)
     except InUse as exc:
         _set_snapshot(snapshot_id, Snapshot.AVAILABLE, f"Not deleted: {exc}")
         return
@@ -214,3 +226,52 @@ def revert_to_snapshot(snapshot_id: int) -> None:
         return
     _set(volume.pk, Volume.AVAILABLE, f"Reverted to {snapshot.public_id}")
     _set_snapshot(snapshot_id, Snapshot.AVAILABLE)
+
+
+def _progress(operation_id: int, step: str, start: int, end: int):
+    """A qemu-img progress callback moving the operation from `start` to `end` percent."""
+    return lambda percent: core_services.operation_step(operation_id, step=step,
+                                                        progress=start + (end - start) * percent // 100)
+
+
+def create_backup(backup_id: int, operation_id: int) -> None:
+    """Copy a temporary snapshot of the volume into the backup pool, then drop the snapshot.
+    A re-run after a killed worker takes the snapshot again (or finds it) and finishes."""
+    backup = Backup.objects.select_related("pool", "volume__pool", "tenant").get(pk=backup_id)
+    if backup.status != Backup.CREATING:
+        return
+    volume = backup.volume
+    try:
+        if volume is None or volume.status in (Volume.DELETING, Volume.DELETED):
+            raise StorageError(f"volume {backup.volume_public_id} was deleted before it was copied")
+        core_services.operation_step(operation_id, step="taking a snapshot", progress=5)
+        _take_snapshot(volume, backup.public_id)
+        try:
+            source = get_storage_driver(volume.pool).read_args(volume.public_id, snapshot=backup.public_id)
+            get_storage_driver(backup.pool).receive(backup.public_id, source,
+                                                    progress=_progress(operation_id, "copying", 10, 95))
+        finally:
+            _drop_snapshot(volume, backup.public_id)
+    except (StorageError, DriverError) as exc:
+        record_status(Backup, backup_id, Backup.ERROR, str(exc), publish=services.publish_backup)
+        core_services.operation_fail(operation_id, error=str(exc))
+        return
+    record_status(Backup, backup_id, Backup.AVAILABLE, publish=services.publish_backup)
+    core_services.operation_finish(operation_id, result={"size_gb": backup.size_gb, "pool": backup.pool.name},
+                                   log="available")
+
+
+def delete_backup(backup_id: int) -> None:
+    from apps.tenants import quotas
+
+    backup = Backup.objects.select_related("pool__region", "tenant").get(pk=backup_id)
+    if backup.status != Backup.DELETING:
+        return
+    try:
+        get_storage_driver(backup.pool).delete_volume(backup.public_id)
+    except StorageError as exc:
+        record_status(Backup, backup_id, Backup.ERROR, f"Delete failed: {exc}", publish=services.publish_backup)
+        return
+    record_status(Backup, backup_id, Backup.DELETED, publish=services.publish_backup, deleted_at=timezone.now())
+    quotas.release(backup.tenant, region=backup.pool.region.code,
+                   amounts={"backups": 1, "backup_gb": backup.size_gb})

@@ -23,7 +23,7 @@ from apps.compute import services as compute_services
 from apps.compute.models import Image, Instance, InstanceGroup
 from apps.tenants.models import ApiToken, KeyPair, Membership
 from apps.storage import services as storage_services
-from apps.storage.models import Snapshot, Volume
+from apps.storage.models import Backup, Snapshot, Volume
 from tests.factories.compute import make_inventory
 from tests.factories.storage import make_storage
 
@@ -45,6 +45,7 @@ RESOURCES = {
     ),
     Volume: lambda owner: make_storage() and storage_services.create_volume(owner, name="a-secret-vol", size_gb=1),
     Snapshot: lambda owner: storage_services.create_snapshot(owner, volume=_available_volume(owner), name="a-snap"),
+    Backup: lambda owner: storage_services.create_backup(owner, volume=_available_volume(owner), name="a-backup"),
 }
 
 

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from apps.storage.models import Snapshot, StoragePool, Volume, VolumeAttachment, VolumeType
+from apps.storage.models import Backup, Snapshot, StoragePool, Volume, VolumeAttachment, VolumeType
 
 
 class VolumeTypeSerializer(serializers.ModelSerializer):
@@ -29,14 +29,15 @@ class VolumeSerializer(serializers.ModelSerializer):
     image = serializers.CharField(source="image.public_id", default=None)
     source_snapshot = serializers.CharField(source="source_snapshot.public_id", default=None)
     source_volume = serializers.CharField(source="source_volume.public_id", default=None)
+    source_backup = serializers.CharField(source="source_backup.public_id", default=None)
     attachments = AttachmentSerializer(many=True, read_only=True)
     bootable = serializers.SerializerMethodField()
 
     class Meta:
         model = Volume
         fields = ["id", "name", "description", "size_gb", "volume_type", "region", "status", "status_reason",
-                  "multi_attach", "bootable", "image", "source_snapshot", "source_volume", "attachments", "tags",
-                  "created_at"]
+                  "multi_attach", "bootable", "image", "source_snapshot", "source_volume", "source_backup",
+                  "attachments", "tags", "created_at"]
         read_only_fields = fields
 
     def get_bootable(self, volume) -> bool:
@@ -53,6 +54,8 @@ class VolumeCreateSerializer(serializers.Serializer):
                                   help_text="A disk image (img-…): a bootable volume")
     snapshot = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
     source_volume = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    backup = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                   help_text="Restore a backup (bak-…) into the new volume")
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False, max_length=50,
                                  default=list)
@@ -95,6 +98,22 @@ class SnapshotCreateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
+class BackupSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    volume = serializers.CharField(source="volume_public_id")
+
+    class Meta:
+        model = Backup
+        fields = ["id", "name", "description", "volume", "size_gb", "status", "status_reason", "created_at"]
+        read_only_fields = fields
+
+
+class BackupCreateSerializer(serializers.Serializer):
+    volume = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=128)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
 class StoragePoolSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     region = serializers.CharField(source="region.code")
@@ -103,6 +122,6 @@ class StoragePoolSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StoragePool
-        fields = ["id", "name", "backend", "region", "availability_zone", "host", "tags", "enabled",
+        fields = ["id", "name", "backend", "region", "availability_zone", "host", "tags", "enabled", "holds_backups",
                   "capacity_bytes", "allocated_bytes", "available_bytes", "refreshed_at", "state_reason"]
         read_only_fields = fields

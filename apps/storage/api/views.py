@@ -1,5 +1,5 @@
-"""Block storage API: volumes (attach, detach, resize), snapshots (revert), volume types, and
-the pools for operators."""
+"""Block storage API: volumes (attach, detach, resize), snapshots (revert), backups, volume
+types, and the pools for operators."""
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status
@@ -11,7 +11,7 @@ from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 from apps.core.validation import lookup
 from apps.storage import selectors, services
 from apps.storage.api import serializers as s
-from apps.storage.models import Snapshot, StoragePool, Volume
+from apps.storage.models import Backup, Snapshot, StoragePool, Volume
 
 
 class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -100,6 +100,29 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def revert(self, request, id=None):
         volume = services.revert_to_snapshot(self.actor, snapshot=self.get_object())
         return Response(s.VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
+
+
+class BackupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Full copies of volumes in the backup pool: they outlive the volume; restore one with
+    `POST /volumes` and `backup`. Progress is an operation (`GET /operations`)."""
+
+    model = Backup
+    serializer_class = s.BackupSerializer
+    list_selector = staticmethod(selectors.list_backups)
+    filterset_fields = ["status", "name", "volume_public_id"]
+    action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete"}
+
+    @extend_schema(request=s.BackupCreateSerializer, responses={202: s.BackupSerializer})
+    def create(self, request):
+        data = validated(s.BackupCreateSerializer, request)
+        volume = lookup(self.actor, Volume.objects, data.pop("volume"), field="volume", label="volume")
+        backup = services.create_backup(self.actor, volume=volume, **data)
+        return Response(s.BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={202: s.BackupSerializer})
+    def destroy(self, request, id=None):
+        backup = services.delete_backup(self.actor, backup=self.get_object())
+        return Response(s.BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
 
 
 class VolumeTypeViewSet(mixins.ListModelMixin, PortalViewSet):

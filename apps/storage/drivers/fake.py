@@ -79,6 +79,8 @@ class FakeStorageDriver(StorageDriver):
                 origin = _pools.get(pool, {}).get(origin_name)
                 if origin is None:
                     raise NotFound(f"no volume {origin_name} in {pool}")
+                if snapshot and snapshot not in origin.snapshots:
+                    raise NotFound(f"no snapshot {snapshot} of {origin_name}")
                 size, pattern = origin.snapshots[snapshot] if snapshot else (origin.size, origin.pattern)
             else:  # a file
                 size, pattern = GiB, 0

@@ -60,13 +60,15 @@ def settled(obj, timeout: float = 60):
 
 @pytest.fixture
 def owner(tiny_image):
-    """The tenant's owner; its volumes' files are removed from the pool afterwards (the guests
-    that held them are gone by then)."""
+    """The tenant's owner; its volumes' and backups' files are removed from the pool afterwards
+    (the guests that held them are gone by then)."""
+    from apps.storage.models import Backup
+
     call_command("seed_storage")
     tenant = make_tenant("Storage Tenant", owner_username="storageowner")
     yield actor_for(Membership.objects.get(tenant=tenant))
-    for volume in Volume.objects.filter(tenant=tenant).select_related("pool", "pool__host"):
-        get_storage_driver(volume.pool).delete_volume(volume.public_id)
+    for kept in [*Volume.objects.filter(tenant=tenant), *Backup.objects.filter(tenant=tenant)]:
+        get_storage_driver(kept.pool).delete_volume(kept.public_id)
 
 
 @pytest.fixture
@@ -164,3 +166,28 @@ def test_a_disk_image_boots_from_a_copy_on_write_clone(owner, libvirt_driver):
     assert root.status == Volume.DELETED
     with pytest.raises(Exception, match="no volume"):
         get_storage_driver(root.pool).volume_info(root.public_id)
+
+
+def test_a_backup_of_an_attached_volume_restores_into_another_guest(owner, guests):
+    from apps.storage.models import Backup
+
+    first = guests("backup-guest-a")
+    volume = settled(services.create_volume(owner, name="data", size_gb=1))
+    settled(services.attach_volume(owner, volume=volume, instance=first))
+    wait_for_line(first, rf"DISK-ADDED vd\w serial={volume.public_id} sectors=\d+ found=none wrote=NOTE-FROM-")
+
+    backup = settled(services.create_backup(owner, volume=Volume.objects.get(pk=volume.pk), name="nightly"))
+    assert backup.status == Backup.AVAILABLE, backup.status_reason
+    path = get_storage_driver(backup.pool).disk_source(backup.public_id).path
+    assert not get_storage_driver(backup.pool).volume_info(backup.public_id).parent  # a full copy
+    volume.refresh_from_db()
+    assert volume.status == Volume.IN_USE
+    assert get_storage_driver(volume.pool).volume_info(volume.public_id).snapshots == ()  # temporary one dropped
+    assert path.endswith(backup.public_id)
+
+    second = guests("backup-guest-b")
+    restored = settled(services.create_volume(owner, name="restored", backup=backup.public_id))
+    assert restored.status == Volume.AVAILABLE, restored.status_reason
+    settled(services.attach_volume(owner, volume=restored, instance=second))
+    seen = wait_for_line(second, rf"DISK-ADDED vd\w serial={restored.public_id} sectors=\d+ found=(\S+)")
+    assert seen.group(1) == f"NOTE-FROM-{first.public_id}"

@@ -329,3 +329,57 @@ def test_root_disks_go_to_the_regions_rbd_pool_when_the_host_has_no_dir_pool(a_o
                      image=storage["disk_image"].public_id)
     assert fresh(instance).status == "running"
     assert VolumeAttachment.objects.get(instance=instance, is_root=True).volume.pool == ceph
+
+
+def test_backups_are_full_copies_in_the_backup_pool_and_restore_to_new_volumes(a_owner, actor, api, run, storage,
+                                                                              monkeypatch):
+    from apps.core.actor import Actor
+    from apps.core.models import Operation
+    from apps.storage.drivers.fake import Probe
+    from apps.storage.models import Backup, StoragePool
+
+    system = Actor.system()
+    vault = services.add_storage_pool(system, name="vault", backend=StoragePool.DIR, region=storage["region"],
+                                      host=storage["pool"].host, config={"path": "/fake/vault"})
+    services.update_storage_pool(system, pool=vault, holds_backups=True)
+    owner = actor(a_owner)
+    instance = launch(run, owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=3))
+    Probe(get_storage_driver(volume.pool)).write(volume.public_id, 0x61)
+    run(services.attach_volume, owner, volume=volume, instance=instance)
+    taken = []
+    pool = get_storage_driver(volume.pool)
+
+    def qemu_snapshot(self, name, target, snap):  # the guest's QEMU writes it into the volume
+        taken.append(snap)
+        pool.create_snapshot(volume.public_id, snap)
+
+    def qemu_drop(self, name, target, snap):
+        taken.append(f"-{snap}")
+        pool.delete_snapshot(volume.public_id, snap)
+
+    monkeypatch.setattr(FakeDriver, "snapshot_disk", qemu_snapshot)
+    monkeypatch.setattr(FakeDriver, "delete_disk_snapshot", qemu_drop)
+
+    response = run(api(a_owner).post, "/api/v1/backups", {"volume": volume.public_id, "name": "nightly"},
+                   format="json")
+    assert response.status_code == 202, response.json()
+    backup = Backup.objects.get()
+    # Tasks ran inline on commit: a temporary snapshot by the guest's QEMU, copied, dropped.
+    assert (backup.status, backup.pool, backup.size_gb) == ("available", vault, 3)
+    assert taken == [backup.public_id, f"-{backup.public_id}"]
+    assert Probe(get_storage_driver(vault)).holds(backup.public_id, 0x61)
+    operation = Operation.objects.get(resource_id=backup.public_id)
+    assert (operation.status, operation.progress) == ("succeeded", 100)
+
+    restored = fresh(run(services.create_volume, owner, name="restored", backup=backup.public_id))
+    assert (restored.status, restored.size_gb, restored.pool) == ("available", 3, volume.pool)
+    assert Probe(get_storage_driver(restored.pool)).holds(restored.public_id, 0x61)
+
+    run(services.detach_volume, owner, volume=fresh(volume))
+    run(services.delete_volume, owner, volume=fresh(volume))
+    assert fresh(backup).status == "available"  # a backup outlives its volume
+    run(services.delete_backup, owner, backup=fresh(backup))
+    assert fresh(backup).status == "deleted"
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (usage["backups"], usage["backup_gb"]) == (0, 0)
