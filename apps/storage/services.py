@@ -4,6 +4,7 @@ that drives the backend (apps.storage.tasks) on commit."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -13,8 +14,9 @@ from django.utils import timezone
 
 from apps.compute.models import Cluster, Host, Image, Instance, Region
 from apps.core import events, permissions
-from apps.core.audit import audited
+from apps.core.audit import audited, record
 from apps.core.exceptions import Conflict, NotFound, ValidationFailed
+from apps.core.ids import ALPHABET, LENGTH
 from apps.core.validation import clean_name, lookup
 from apps.storage.backends import get_storage_driver
 from apps.storage.drivers.base import StorageError
@@ -24,11 +26,12 @@ from apps.tenants.services import require_operator
 if TYPE_CHECKING:
     from apps.core.actor import Actor
 
-# Event publishers (no state change), the scheduled capacity refresh (reads the backends), and
+# Event publishers (no state change), the scheduled capacity refresh and reconcile (which records
+# what it repaired as the system), and
 # what compute calls while it builds, defines or deletes an instance (part of those audited
 # instance actions).
-UNAUDITED = ("publish_volume", "publish_snapshot", "publish_backup", "refresh_storage_pools",
-             "release_attachments", "ensure_root_volume", "instance_disks", "disk_for")
+UNAUDITED = ("publish_volume", "publish_snapshot", "publish_backup", "refresh_storage_pools", "reconcile_pool",
+             "reconcile_storage", "release_attachments", "ensure_root_volume", "instance_disks", "disk_for")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -98,6 +101,47 @@ def update_storage_pool(actor: Actor, *, pool: StoragePool, enabled: bool | None
         pool.holds_backups = holds_backups
     pool.save(update_fields=["enabled", "tags", "holds_backups"])
     return pool
+
+
+_PORTAL_OBJECT = re.compile(rf"^(vol|bak)-[{ALPHABET}]{{{LENGTH}}}$")  # what the portal names its objects
+
+
+def reconcile_pool(pool_id: int) -> dict[str, list[str]]:
+    """Compare a pool with the database by name. Objects the portal made (volumes, backups)
+    whose row is gone or deleted are removed; a volume whose object vanished becomes `error`.
+    Objects of other names (not the portal's) are never touched. What was done is audited."""
+    from apps.core.actor import Actor
+
+    pool = StoragePool.objects.select_related("host").get(pk=pool_id)
+    driver = get_storage_driver(pool)
+    present = {info.name for info in driver.list_volumes()}
+    live = set(Volume.objects.filter(pool=pool).exclude(status=Volume.DELETED).values_list("public_id", flat=True))
+    live |= set(Backup.objects.filter(pool=pool).exclude(status=Backup.DELETED).values_list("public_id", flat=True))
+    removed = sorted(name for name in present - live if _PORTAL_OBJECT.match(name))
+    for name in removed:
+        driver.delete_volume(name)
+    lost = []
+    for volume in Volume.objects.filter(pool=pool, status__in=(Volume.AVAILABLE, Volume.IN_USE)).exclude(
+            public_id__in=present):
+        Volume.objects.filter(pk=volume.pk).update(status=Volume.ERROR,
+                                                   status_reason=f"Its data is gone from pool {pool.name}.")
+        publish_volume(volume)
+        lost.append(volume.public_id)
+    report = {"removed": removed, "lost": lost}
+    if removed or lost:
+        record(Actor.system(), action="storage_pool.reconcile", area="storage", resource=pool, details=report)
+    return report
+
+
+def reconcile_storage() -> dict[str, dict]:
+    """Every enabled pool (scheduled); a pool that does not answer is reported, not fatal."""
+    reports = {}
+    for pool in StoragePool.objects.filter(enabled=True):
+        try:
+            reports[pool.name] = reconcile_pool(pool.pk)
+        except StorageError as exc:
+            reports[pool.name] = {"error": [str(exc)]}
+    return reports
 
 
 def refresh_storage_pools() -> int:

@@ -383,3 +383,24 @@ def test_backups_are_full_copies_in_the_backup_pool_and_restore_to_new_volumes(a
     assert fresh(backup).status == "deleted"
     usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
     assert (usage["backups"], usage["backup_gb"]) == (0, 0)
+
+
+def test_the_reconcile_removes_the_portals_orphans_and_reports_lost_volumes(a_owner, actor, run, storage):
+    from apps.core.models import AuditRecord
+
+    owner = actor(a_owner)
+    kept = fresh(run(services.create_volume, owner, name="kept", size_gb=1))
+    lost = fresh(run(services.create_volume, owner, name="lost", size_gb=1))
+    driver = get_storage_driver(storage["pool"])
+    driver.create_volume("vol-xyzw2345", 1 << 30)  # a killed worker's leftover: no row
+    driver.create_volume("someones-disk", 1 << 30)  # not the portal's: left alone
+    driver.delete_volume(lost.public_id)  # vanished behind the portal's back
+
+    report = services.reconcile_storage()["local"]
+    assert report == {"removed": ["vol-xyzw2345"], "lost": [lost.public_id]}
+    names = {v.name for v in driver.list_volumes()}
+    assert kept.public_id in names and "someones-disk" in names and "vol-xyzw2345" not in names
+    assert (fresh(lost).status, fresh(lost).status_reason) == ("error", "Its data is gone from pool local.")
+    record = AuditRecord.objects.get(action="storage_pool.reconcile")
+    assert record.actor_kind == "system" and record.details == report
+    assert services.reconcile_storage()["local"] == {"removed": [], "lost": []}

@@ -11,6 +11,7 @@ SCHEDULES = [
     ("reconcile instances with the hypervisors", "apps.compute.tasks.reconcile_instances", 5),
     ("sweep console tickets and lost sessions", "apps.console.services.sweep_sessions", 1),
     ("storage pool capacity", "apps.storage.services.refresh_storage_pools", 5),
+    ("reconcile storage pools with the database", "apps.storage.services.reconcile_storage", 15),
 ]
 
 
