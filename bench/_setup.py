@@ -1,6 +1,8 @@
 """Shared plumbing of the benchmark programs: a throwaway portal state (a temporary VAR_DIR with
 its own SQLite file, or a throwaway database on the PostgreSQL server named by DATABASE_URL),
-Django set up on it and migrated, small statistics helpers.
+Django set up on it and migrated, small statistics helpers, and the block-storage helpers of the
+storage programs (the throwaway Ceph cluster's config, allocated bytes, removal of volumes and of
+libvirt pools, secrets and domains by exact name).
 
 Import it first, then call `Throwaway(...)` before importing anything that needs Django:
 
@@ -55,7 +57,8 @@ class Throwaway:
 
     :param name: shows in the temporary directory's and database's names.
     :param libvirt: also give the portal a throwaway PORTAL_LIBVIRT_DIR (readable by libvirt's
-        qemu user) holding a copy of the checkout's tiny image, so serial logs land there.
+        qemu user) holding a copy of the checkout's tiny image folder (kernel, initramfs, the
+        bootable disk.qcow2, manifest.json), so serial logs and dir pools land there.
     :param fake_driver: use the in-process fake compute driver (no hypervisor).
     """
 
@@ -231,3 +234,115 @@ def machine() -> str:
     import platform
 
     return f"{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs"
+
+
+# --- block storage (boot_disk_clone.py, volume_ops.py) ---------------------------------------
+
+CEPH_VARIABLES = ("PORTAL_TEST_CEPH_CONF", "PORTAL_TEST_CEPH_USER", "PORTAL_TEST_CEPH_POOL",
+                  "PORTAL_TEST_CEPH_KEYRING")
+
+
+def ceph_config() -> dict | None:
+    """The RBD pool config of the throwaway Ceph cluster that bench/with_ceph.sh (scripts/lib.sh
+    ceph_start) exported in PORTAL_TEST_CEPH_*, or None when there is none."""
+    if not os.environ.get("PORTAL_TEST_CEPH_CONF"):
+        return None
+    missing = [name for name in CEPH_VARIABLES if not os.environ.get(name)]
+    if missing or not Path(os.environ["PORTAL_TEST_CEPH_CONF"]).is_file():
+        raise RuntimeError(f"PORTAL_TEST_CEPH_CONF is set but {', '.join(missing) or 'its file is missing'} "
+                           "(a stale export from a stopped cluster?)")
+    return {name.rsplit("_", 1)[1].lower(): os.environ[name] for name in CEPH_VARIABLES}
+
+
+def allocated_bytes(driver, name: str) -> int:
+    """What a volume takes in its pool. dir: the qcow2 file's blocks (libvirt's allocation).
+    RBD: the extents written in the image itself, not in the parent it was cloned from (librbd
+    diff_iterate without the parent; the RBD driver reports no allocation)."""
+    if driver.backend != "rbd":
+        return driver.volume_info(name).allocated_bytes
+
+    def count(rbd, ioctx) -> int:
+        total = 0
+
+        def extent(_offset, length, exists):
+            nonlocal total
+            total += length if exists else 0
+            return 0
+
+        with rbd.Image(ioctx, name, read_only=True) as image:
+            image.diff_iterate(0, image.size(), None, extent, include_parent=False)
+        return total
+
+    return driver._run(count)
+
+
+def remove_volumes(driver, *prefixes: str) -> list[str]:
+    """Delete every volume and image base of the pool whose name starts with one of `prefixes`
+    (clones before the bases they depend on; RBD's half-imported `.part` images too). Returns
+    the names that could not be removed."""
+    from apps.storage.drivers.base import InUse
+
+    def names() -> list[str]:
+        if driver.backend == "rbd":
+            found = driver._run(lambda rbd, ioctx: rbd.RBD().list(ioctx))
+        else:
+            found = [v.name for v in driver.list_volumes()]
+        return sorted(n for n in found if n.startswith(prefixes))
+
+    for _pass in range(3):  # a base refuses to go while clones of it are there: next pass
+        left = names()
+        for name in left:
+            try:
+                driver.delete_volume(name)
+            except InUse:
+                pass
+    return names()
+
+
+def remove_libvirt_leftovers(uri: str, *, domains=(), pools=(), secrets=()) -> list[str]:
+    """Remove what the bench made in libvirt, by exact name or UUID: domains (destroyed and
+    undefined), storage pools (stopped and undefined; their files are in the throwaway
+    directory), secrets. Missing ones are fine. Returns the domains that were still there."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open(uri)
+    found = []
+    try:
+        for name in sorted(domains):
+            try:
+                dom = conn.lookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            found.append(name)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        for name in pools:
+            try:
+                pool = conn.storagePoolLookupByName(name)
+            except libvirt.libvirtError:
+                continue
+            if pool.isActive():
+                pool.destroy()
+            pool.undefine()
+        for uuid in secrets:
+            try:
+                conn.secretLookupByUUIDString(uuid).undefine()
+            except libvirt.libvirtError:
+                continue
+    finally:
+        conn.close()
+    return found
+
+
+def close_storage_driver(driver) -> None:
+    """An RBD driver holds a cluster connection: shut it down (a dir driver holds nothing)."""
+    cluster = getattr(driver, "_cluster", None)
+    if cluster is not None:
+        cluster.shutdown()
+        driver._cluster = None
+
+
+def mib(n_bytes: float) -> str:
+    return f"{n_bytes / (1 << 20):.2f}"

@@ -8,6 +8,9 @@ image bases)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.db import models
 from django.utils import timezone
 
@@ -49,8 +52,11 @@ class StoragePool(PublicIdModel):
 
     @property
     def driver_config(self) -> dict:
-        """What the driver gets: the pool's settings plus its libvirt names."""
-        config = {**self.config, "name": f"portal-{self.name}"}
+        """What the driver gets: the pool's settings plus the name its backend objects carry
+        (libvirt pool, secret), unique to this configuration so two installations sharing a
+        hypervisor never share them."""
+        digest = hashlib.sha256(json.dumps([self.backend, self.config], sort_keys=True).encode()).hexdigest()
+        config = {**self.config, "name": f"portal-{self.name}-{digest[:8]}"}
         if self.host_id:
             config.setdefault("uri", self.host.uri)
         return config

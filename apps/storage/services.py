@@ -19,7 +19,7 @@ from apps.core.exceptions import Conflict, NotFound, ValidationFailed
 from apps.core.ids import ALPHABET, LENGTH
 from apps.core.validation import clean_name, lookup
 from apps.storage.backends import get_storage_driver
-from apps.storage.drivers.base import StorageError
+from apps.storage.drivers.base import InUse, StorageError
 from apps.storage.models import Backup, Snapshot, StoragePool, Volume, VolumeAttachment, VolumeType
 from apps.tenants.services import require_operator
 
@@ -104,11 +104,13 @@ def update_storage_pool(actor: Actor, *, pool: StoragePool, enabled: bool | None
 
 
 _PORTAL_OBJECT = re.compile(rf"^(vol|bak)-[{ALPHABET}]{{{LENGTH}}}$")  # what the portal names its objects
+_IMAGE_BASE = re.compile(rf"^img-[{ALPHABET}]{{{LENGTH}}}$")
 
 
 def reconcile_pool(pool_id: int) -> dict[str, list[str]]:
-    """Compare a pool with the database by name. Objects the portal made (volumes, backups)
-    whose row is gone or deleted are removed; a volume whose object vanished becomes `error`.
+    """Compare a pool with the database by name. Objects the portal made (volumes, backups,
+    bases of deleted images no volume depends on) whose row is gone or deleted are removed; a
+    volume whose object vanished becomes `error`.
     Objects of other names (not the portal's) are never touched. What was done is audited."""
     from apps.core.actor import Actor
 
@@ -120,6 +122,14 @@ def reconcile_pool(pool_id: int) -> dict[str, list[str]]:
     removed = sorted(name for name in present - live if _PORTAL_OBJECT.match(name))
     for name in removed:
         driver.delete_volume(name)
+    # Image bases of images that are gone, once no volume is cloned from them any more.
+    images = set(Image.objects.filter(deleted_at__isnull=True).values_list("public_id", flat=True))
+    for name in sorted(n for n in present - images if _IMAGE_BASE.match(n)):
+        try:
+            driver.delete_volume(name)
+        except InUse:
+            continue
+        removed.append(name)
     lost = []
     for volume in Volume.objects.filter(pool=pool, status__in=(Volume.AVAILABLE, Volume.IN_USE)).exclude(
             public_id__in=present):

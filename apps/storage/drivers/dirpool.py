@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape
 
@@ -35,6 +36,11 @@ def _libvirt():
     return libvirt
 
 
+def _backing_path(volume_xml: str) -> str:
+    node = ET.fromstring(volume_xml).find("./backingStore/path")
+    return node.text if node is not None and node.text else ""
+
+
 class DirPoolDriver(StorageDriver):
     backend = "dir"
 
@@ -43,12 +49,16 @@ class DirPoolDriver(StorageDriver):
         return Path(self.config["path"])
 
     def _pool(self):
-        """The libvirt pool, defined, built and started on first use (idempotent)."""
+        """The libvirt pool, defined, built and started on first use (idempotent). A pool of
+        that name at another path is someone else's: refused, never written into."""
         libvirt = _libvirt()
         conn = connection(self.config.get("uri", "qemu:///system"))
         name = self.config["name"]
         try:
             pool = conn.storagePoolLookupByName(name)
+            target = ET.fromstring(pool.XMLDesc(0)).findtext("./target/path")
+            if target and Path(target) != self.path:
+                raise StorageError(f"libvirt pool {name} exists at {target}, not at {self.path}")
         except libvirt.libvirtError:
             xml = (f"<pool type='dir'><name>{escape(name)}</name>"
                    f"<target><path>{escape(str(self.path))}</path></target></pool>")
@@ -146,7 +156,8 @@ class DirPoolDriver(StorageDriver):
                 return
             raise
         path = volume.path()
-        dependants = [v.name for v in self.list_volumes() if v.parent == path]
+        # libvirt has read every file's backing store already: no qemu-img per volume.
+        dependants = [v.name() for v in self._pool().listAllVolumes(0) if _backing_path(v.XMLDesc(0)) == path]
         if dependants:
             raise InUse(f"{name} is the base of {', '.join(sorted(dependants))}")
         volume.delete(0)

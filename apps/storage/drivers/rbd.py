@@ -218,10 +218,22 @@ class RbdDriver(StorageDriver):
                 except rbd.ImageNotFound:
                     parent = ""
                 snapshots = tuple(s["name"] for s in image.list_snaps() if s["name"] != BASE_SNAPSHOT)
-                return VolumeInfo(name=name, size_bytes=image.size(), allocated_bytes=0, parent=parent,
-                                  snapshots=snapshots)
+                return VolumeInfo(name=name, size_bytes=image.size(), allocated_bytes=self._allocated(image),
+                                  parent=parent, snapshots=snapshots)
 
         return self._run(info)
+
+    @staticmethod
+    def _allocated(image) -> int:
+        """Bytes the image holds itself (not its parent's): its extents, from the object map."""
+        extents = []
+
+        def seen(offset: int, length: int, exists: bool) -> None:
+            if exists:
+                extents.append(length)
+
+        image.diff_iterate(0, image.size(), None, seen, include_parent=False, whole_object=True)
+        return sum(extents)
 
     def list_volumes(self, prefix: str = "") -> list[VolumeInfo]:
         names = self._run(lambda rbd, ioctx: sorted(rbd.RBD().list(ioctx)))

@@ -395,9 +395,12 @@ def test_the_reconcile_removes_the_portals_orphans_and_reports_lost_volumes(a_ow
     driver.create_volume("vol-xyzw2345", 1 << 30)  # a killed worker's leftover: no row
     driver.create_volume("someones-disk", 1 << 30)  # not the portal's: left alone
     driver.delete_volume(lost.public_id)  # vanished behind the portal's back
+    driver.import_image("img-xyzw2346", "/fake/image")  # the base of an image deleted since
+    driver.import_image(storage["disk_image"].public_id, "/fake/disk")  # a live image's base: kept
 
     report = services.reconcile_storage()["local"]
-    assert report == {"removed": ["vol-xyzw2345"], "lost": [lost.public_id]}
+    assert report == {"removed": ["vol-xyzw2345", "img-xyzw2346"], "lost": [lost.public_id]}
+    assert storage["disk_image"].public_id in {v.name for v in driver.list_volumes()}
     names = {v.name for v in driver.list_volumes()}
     assert kept.public_id in names and "someones-disk" in names and "vol-xyzw2345" not in names
     assert (fresh(lost).status, fresh(lost).status_reason) == ("error", "Its data is gone from pool local.")
