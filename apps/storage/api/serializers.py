@@ -67,7 +67,7 @@ class VolumeUpdateSerializer(serializers.Serializer):
     tags = serializers.ListField(child=serializers.CharField(max_length=128), required=False, max_length=50)
 
 
-class ResizeSerializer(serializers.Serializer):
+class VolumeResizeSerializer(serializers.Serializer):
     size_gb = serializers.IntegerField()
 
 
@@ -82,33 +82,33 @@ class DetachSerializer(serializers.Serializer):
                                      help_text="Needed when the volume is attached to several instances")
 
 
-class SnapshotSerializer(serializers.ModelSerializer):
+class _VolumeCopySerializer(serializers.ModelSerializer):
+    """What snapshots and backups show alike."""
+
     id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        fields = ["id", "name", "description", "volume", "size_gb", "status", "status_reason", "created_at"]
+        read_only_fields = fields
+
+
+class SnapshotSerializer(_VolumeCopySerializer):
     volume = serializers.CharField(source="volume.public_id")
 
-    class Meta:
+    class Meta(_VolumeCopySerializer.Meta):
         model = Snapshot
-        fields = ["id", "name", "description", "volume", "size_gb", "status", "status_reason", "created_at"]
-        read_only_fields = fields
 
 
-class SnapshotCreateSerializer(serializers.Serializer):
-    volume = serializers.CharField(max_length=32)
-    name = serializers.CharField(max_length=128)
-    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+class BackupSerializer(_VolumeCopySerializer):
+    volume = serializers.CharField(source="volume_public_id", help_text="Kept when the volume is deleted.")
 
-
-class BackupSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="public_id", read_only=True)
-    volume = serializers.CharField(source="volume_public_id")
-
-    class Meta:
+    class Meta(_VolumeCopySerializer.Meta):
         model = Backup
-        fields = ["id", "name", "description", "volume", "size_gb", "status", "status_reason", "created_at"]
-        read_only_fields = fields
 
 
-class BackupCreateSerializer(serializers.Serializer):
+class VolumeCopyRequestSerializer(serializers.Serializer):
+    """Take a snapshot or a backup of a volume."""
+
     volume = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=128)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")

@@ -1,7 +1,7 @@
 """Block storage API: volumes (attach, detach, resize), snapshots (revert), backups, volume
 types, and the pools for operators."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -11,7 +11,7 @@ from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 from apps.core.validation import lookup
 from apps.storage import selectors, services
 from apps.storage.api import serializers as s
-from apps.storage.models import Backup, Snapshot, StoragePool, Volume
+from apps.storage.models import Backup, Snapshot, StoragePool, Volume, VolumeType
 
 
 class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
@@ -49,11 +49,11 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def destroy(self, request, id=None):
         return self._out(services.delete_volume(self.actor, volume=self.get_object()))
 
-    @extend_schema(request=s.ResizeSerializer, responses={202: s.VolumeSerializer}, summary="Grow a volume")
+    @extend_schema(request=s.VolumeResizeSerializer, responses={202: s.VolumeSerializer}, summary="Grow a volume")
     @action(detail=True, methods=["post"])
     def resize(self, request, id=None):
         volume = self.get_object()
-        return self._out(services.resize_volume(self.actor, volume=volume, **validated(s.ResizeSerializer, request)))
+        return self._out(services.resize_volume(self.actor, volume=volume, **validated(s.VolumeResizeSerializer, request)))
 
     @extend_schema(request=s.AttachSerializer, responses={202: s.VolumeSerializer}, summary="Attach to an instance")
     @action(detail=True, methods=["post"])
@@ -71,28 +71,38 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         return self._out(services.detach_volume(self.actor, volume=volume, instance=instance))
 
 
-class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class _VolumeCopyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Snapshots and backups: taken of a volume (202, a task finishes it), deleted (202)."""
+
+    # The services, set by subclasses (not `delete`: a view's HTTP method handlers are its
+    # attributes named like the methods).
+    take_service = delete_service = None
+    action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete"}
+    filterset_fields = ["status", "name"]
+
+    def _out(self, obj):
+        return Response(self.get_serializer(obj).data, status=status.HTTP_202_ACCEPTED)
+
+    def create(self, request):
+        data = validated(s.VolumeCopyRequestSerializer, request)
+        volume = lookup(self.actor, Volume.objects, data.pop("volume"), field="volume", label="volume")
+        return self._out(type(self).take_service(self.actor, volume=volume, **data))
+
+    def destroy(self, request, id=None):
+        return self._out(type(self).delete_service(self.actor, **{self.model._meta.model_name: self.get_object()}))
+
+
+@extend_schema_view(create=extend_schema(request=s.VolumeCopyRequestSerializer, responses={202: s.SnapshotSerializer}),
+                    destroy=extend_schema(responses={202: s.SnapshotSerializer}))
+class SnapshotViewSet(_VolumeCopyViewSet):
     """Volume snapshots: take one (attached volumes too), make volumes from it
     (`POST /volumes` with `snapshot`), revert its volume to it (detached), delete it."""
 
     model = Snapshot
     serializer_class = s.SnapshotSerializer
     list_selector = staticmethod(selectors.list_snapshots)
-    filterset_fields = ["status", "name"]
-    action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete",
-                          "revert": "view"}
-
-    @extend_schema(request=s.SnapshotCreateSerializer, responses={202: s.SnapshotSerializer})
-    def create(self, request):
-        data = validated(s.SnapshotCreateSerializer, request)
-        volume = lookup(self.actor, Volume.objects, data.pop("volume"), field="volume", label="volume")
-        snapshot = services.create_snapshot(self.actor, volume=volume, **data)
-        return Response(s.SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(responses={202: s.SnapshotSerializer})
-    def destroy(self, request, id=None):
-        snapshot = services.delete_snapshot(self.actor, snapshot=self.get_object())
-        return Response(s.SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+    take_service, delete_service = staticmethod(services.create_snapshot), staticmethod(services.delete_snapshot)
+    action_permissions = {**_VolumeCopyViewSet.action_permissions, "revert": "view"}
 
     @extend_schema(request=None, responses={202: s.VolumeSerializer},
                    summary="Revert the (detached) volume to this snapshot")
@@ -102,27 +112,17 @@ class SnapshotViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         return Response(s.VolumeSerializer(volume).data, status=status.HTTP_202_ACCEPTED)
 
 
-class BackupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+@extend_schema_view(create=extend_schema(request=s.VolumeCopyRequestSerializer, responses={202: s.BackupSerializer}),
+                    destroy=extend_schema(responses={202: s.BackupSerializer}))
+class BackupViewSet(_VolumeCopyViewSet):
     """Full copies of volumes in the backup pool: they outlive the volume; restore one with
     `POST /volumes` and `backup`. Progress is an operation (`GET /operations`)."""
 
     model = Backup
     serializer_class = s.BackupSerializer
     list_selector = staticmethod(selectors.list_backups)
+    take_service, delete_service = staticmethod(services.create_backup), staticmethod(services.delete_backup)
     filterset_fields = ["status", "name", "volume_public_id"]
-    action_permissions = {"list": "view", "retrieve": "view", "create": "create", "destroy": "delete"}
-
-    @extend_schema(request=s.BackupCreateSerializer, responses={202: s.BackupSerializer})
-    def create(self, request):
-        data = validated(s.BackupCreateSerializer, request)
-        volume = lookup(self.actor, Volume.objects, data.pop("volume"), field="volume", label="volume")
-        backup = services.create_backup(self.actor, volume=volume, **data)
-        return Response(s.BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
-
-    @extend_schema(responses={202: s.BackupSerializer})
-    def destroy(self, request, id=None):
-        backup = services.delete_backup(self.actor, backup=self.get_object())
-        return Response(s.BackupSerializer(backup).data, status=status.HTTP_202_ACCEPTED)
 
 
 class VolumeTypeViewSet(mixins.ListModelMixin, PortalViewSet):
@@ -132,6 +132,8 @@ class VolumeTypeViewSet(mixins.ListModelMixin, PortalViewSet):
     pagination_class = None
 
     def get_queryset(self):
+        if self.schema_only:
+            return VolumeType.objects.none()
         return selectors.list_volume_types(self.actor)
 
 

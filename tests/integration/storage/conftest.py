@@ -2,6 +2,7 @@
 (ceph_start in scripts/lib.sh): one mon, one in-memory OSD, no mgr, the pool `rbd`, and
 client.portal with `profile rbd` on that pool only, as the portal will have.
 
+- `image` (per test): a small qcow2 file whose first 64 KiB hold 0x7E.
 - `make_dir_pool` (per test): throwaway libvirt dir pools under PORTAL_LIBVIRT_DIR/test-pools,
   emptied and undefined after the test.
 - `ceph_cluster` (per session): how to reach it, from the PORTAL_TEST_CEPH_* variables the test
@@ -13,6 +14,7 @@ client.portal with `profile rbd` on that pool only, as the portal will have.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,3 +84,12 @@ def make_dir_pool():
         pool.destroy()
         pool.delete(0)
         pool.undefine()
+
+
+@pytest.fixture
+def image(tmp_path):
+    """A small qcow2 with a known first 64 KiB (0x7E)."""
+    path = tmp_path / "image.qcow2"
+    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(path), "32M"], check=True, capture_output=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 126 0 64k", str(path)], check=True, capture_output=True)
+    return str(path)

@@ -15,9 +15,6 @@ qcow2 internal snapshots) is removed from the pool."""
 
 from __future__ import annotations
 
-import re
-import time
-
 import pytest
 from django.core.management import call_command
 
@@ -27,49 +24,21 @@ from apps.compute import services as compute
 from apps.compute import tasks as compute_tasks
 from apps.compute.drivers.base import NotFound
 from apps.compute.models import Instance
-from apps.compute.tasks import serial_log_path
 from apps.core.policies import OWNER
 from apps.storage.backends import get_storage_driver
 from apps.storage.models import Snapshot, Volume
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, make_tenant
+from tests.integration.guests import AGENT_TIMEOUT, settled, wait_for_line
 from tests.integration.pages import sign_in
 
 LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
 BOOT_TIMEOUT = 90  # seconds: the tiny guest under TCG, until BOOT-OK on its console
-AGENT_TIMEOUT = 30  # seconds: the guest's disk agent looks every second; hot plug under TCG takes a few
 TASK_TIMEOUT_MS = 60_000  # a POST whose task (libvirt, qemu-img) runs inside it, then its page
 USERNAME = "volowner"
 INSTANCE_NAME = "vol-browser-vm"
 VOLUME_NAME = "browser-data"
 SNAPSHOT_NAME = "browser-snap"
-
-
-def _serial(instance: Instance) -> str:
-    path = serial_log_path(instance)
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _wait_for_line(instance: Instance, pattern: str, timeout: float) -> re.Match:
-    """The guest writes to its serial log; there is nothing for an expectation to wait on."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(pattern, _serial(instance))
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"no {pattern!r} from {instance.public_id} in {timeout}s:\n{_serial(instance)[-2000:]}")
-
-
-def _settled(obj, timeout: float = 90):
-    """Re-read a row until it leaves its transitional state (tasks run inline here)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        obj.refresh_from_db()
-        if not getattr(obj, "is_transitional", False):
-            return obj
-        time.sleep(0.3)
-    raise AssertionError(f"{obj.public_id} stayed {obj.status}")
 
 
 def _submit(page, form, button: str, url: str) -> None:
@@ -94,7 +63,7 @@ def _remove_leftovers(tenant, libvirt_driver) -> None:
     try:
         for instance in instances:
             try:
-                instance = _settled(instance, timeout=120)  # a provisioning not finished yet
+                instance = settled(instance, timeout=120)  # a provisioning not finished yet
                 if instance.status == Instance.DELETING:
                     compute_tasks.destroy_instance(instance.pk)  # a delete that did not finish
                 elif instance.status != Instance.DELETED:
@@ -128,9 +97,9 @@ def test_volume_created_attached_and_snapshotted_in_the_browser(tiny_image, libv
     try:
         # The instance, running, its guest booted (its disk agent watches for new disks).
         [instance] = compute.create_instances(owner, name=INSTANCE_NAME, flavor="t1.nano", image=tiny_image.public_id)
-        instance = _settled(instance)
+        instance = settled(instance)
         assert instance.status == Instance.RUNNING, instance.status_reason
-        _wait_for_line(instance, r"BOOT-OK", BOOT_TIMEOUT)
+        wait_for_line(instance, r"BOOT-OK", BOOT_TIMEOUT)
 
         # /volumes/: empty; create a 1 GiB empty volume through the form.
         sign_in(page, USERNAME, PASSWORD)
@@ -172,7 +141,7 @@ def test_volume_created_attached_and_snapshotted_in_the_browser(tiny_image, libv
         volume.refresh_from_db()
         assert volume.status == Volume.IN_USE, volume.status_reason
         assert list(volume.attachments.values_list("instance_id", "device")) == [(instance.pk, "vdb")]
-        _wait_for_line(instance, rf"DISK-ADDED vd\w serial={volume.public_id}\b", AGENT_TIMEOUT)
+        wait_for_line(instance, rf"DISK-ADDED vd\w serial={volume.public_id}\b", AGENT_TIMEOUT)
 
         # Take a snapshot (of the attached volume: the guest's QEMU takes it); its row turns
         # available on the page the POST landed on, without that page reloading.

@@ -1,7 +1,5 @@
 """The storage driver contract against a real libvirt `dir` pool of qcow2 files."""
 
-import subprocess
-
 import pytest
 
 from tests.contracts import storage_driver as contract
@@ -13,15 +11,6 @@ pytestmark = [pytest.mark.libvirt, pytest.mark.integration]
 @pytest.fixture
 def dir_pool(make_dir_pool):
     return make_dir_pool()
-
-
-@pytest.fixture
-def image(tmp_path):
-    """A small qcow2 with a known first 64 KiB (0x7E)."""
-    path = tmp_path / "image.qcow2"
-    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(path), "32M"], check=True, capture_output=True)
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 126 0 64k", str(path)], check=True, capture_output=True)
-    return str(path)
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__)

@@ -1,7 +1,5 @@
 """The storage driver contract against the throwaway Ceph cluster (RBD), as client.portal."""
 
-import subprocess
-
 import pytest
 
 from apps.storage.drivers.rbd import RbdDriver
@@ -18,14 +16,6 @@ def rbd_driver(ceph_cluster):
     yield driver
     for volume in driver.list_volumes("vol-ct-") + driver.list_volumes("img-ct-"):  # after a failed check
         driver.delete_volume(volume.name)
-
-
-@pytest.fixture
-def image(tmp_path):
-    path = tmp_path / "image.qcow2"
-    subprocess.run(["qemu-img", "create", "-f", "qcow2", str(path), "32M"], check=True, capture_output=True)
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 126 0 64k", str(path)], check=True, capture_output=True)
-    return str(path)
 
 
 @pytest.mark.parametrize("check", contract.CHECKS, ids=lambda c: c.__name__)

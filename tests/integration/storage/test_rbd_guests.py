@@ -16,7 +16,8 @@ from apps.storage.backends import get_storage_driver
 from apps.storage.models import StoragePool, Volume, VolumeAttachment
 from apps.tenants.models import Membership
 from tests.factories.tenants import actor_for, make_tenant
-from tests.integration.storage.test_volumes_libvirt import BOOT_TIMEOUT, settled, wait_for_line
+from tests.integration.guests import settled, wait_for_line
+from tests.integration.storage.test_volumes_libvirt import BOOT_TIMEOUT
 
 pytestmark = [pytest.mark.ceph, pytest.mark.libvirt, pytest.mark.integration,
               pytest.mark.django_db(transaction=True)]

@@ -10,54 +10,23 @@ attached live to guest B, still holds A's note."""
 
 from __future__ import annotations
 
-import re
 import subprocess
-import time
 
 import pytest
 from django.core.management import call_command
 
 from apps.compute import services as compute
 from apps.compute.models import Instance
-from apps.compute.tasks import serial_log_path
 from apps.storage import services
 from apps.storage.backends import get_storage_driver
 from apps.storage.models import Snapshot, Volume
 from apps.tenants.models import Membership
 from tests.factories.tenants import actor_for, make_tenant
+from tests.integration.guests import settled, wait_for_line
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 BOOT_TIMEOUT = 90
-AGENT_TIMEOUT = 30  # the agent looks every second; hot plug under TCG takes a few
-
-
-def serial(instance) -> str:
-    path = serial_log_path(instance)
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-def wait_for_line(instance, pattern: str, timeout: float = AGENT_TIMEOUT) -> re.Match:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = re.search(pattern, serial(instance))
-        if found:
-            return found
-        time.sleep(0.3)
-    raise AssertionError(f"no {pattern!r} from {instance.public_id} in {timeout}s:\n{serial(instance)[-2000:]}")
-
-
-def settled(obj, timeout: float = 60):
-    """Tasks run inline here; re-read until the row leaves its transitional state."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        obj.refresh_from_db()
-        if not getattr(obj, "is_transitional", False):
-            return obj
-        time.sleep(0.2)
-    raise AssertionError(f"{obj.public_id} stayed {obj.status}")
-
-
 @pytest.fixture
 def owner(tiny_image):
     """The tenant's owner; its volumes' and backups' files are removed from the pool afterwards
