@@ -58,7 +58,7 @@ class OperationAdmin(ReadOnlyAdmin):
 
 @admin.register(PlatformSettings)
 class PlatformSettingsAdmin(admin.ModelAdmin):
-    fields = ["signup_enabled", "signup_message"]
+    fields = ["signup_enabled", "signup_message", "recycle_bin_hours"]
 
     def has_add_permission(self, request):
         return not PlatformSettings.objects.exists()
@@ -70,4 +70,5 @@ class PlatformSettingsAdmin(admin.ModelAdmin):
         from apps.tenants import services
 
         call(request, services.update_platform_settings, signup_enabled=obj.signup_enabled,
-             signup_message=obj.signup_message, success="Platform settings saved.")
+             signup_message=obj.signup_message, recycle_bin_hours=obj.recycle_bin_hours,
+             success="Platform settings saved.")

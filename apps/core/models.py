@@ -173,6 +173,9 @@ class PlatformSettings(models.Model):
     signup_message = models.CharField(
         max_length=255, blank=True, help_text="Shown on the sign-up page when sign-up is closed."
     )
+    recycle_bin_hours = models.PositiveIntegerField(
+        default=24, help_text="Deleted volumes stay restorable this long; 0 deletes them at once."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

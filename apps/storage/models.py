@@ -95,8 +95,9 @@ class Volume(TenantOwned):
         "creating", "available", "attaching", "in-use", "detaching", "extending", "restoring", "error", "deleting",
         "deleted",
     )
+    RECYCLED = "recycled"  # deleted by its owner, still restorable until recycled_at + the retention
     STATUS_CHOICES = [(s, s) for s in (CREATING, AVAILABLE, ATTACHING, IN_USE, DETACHING, EXTENDING, RESTORING,
-                                       ERROR, DELETING, DELETED)]
+                                       ERROR, RECYCLED, DELETING, DELETED)]
     TRANSITIONAL = (CREATING, ATTACHING, DETACHING, EXTENDING, RESTORING, DELETING)
 
     description = models.CharField(max_length=255, blank=True)
@@ -114,6 +115,7 @@ class Volume(TenantOwned):
     source_backup = models.ForeignKey("storage.Backup", on_delete=models.SET_NULL, null=True, blank=True,
                                       related_name="+")
     tags = models.JSONField(default=list, blank=True)
+    recycled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(TenantOwned.Meta):
         indexes = [*TenantOwned.Meta.indexes, models.Index(fields=["tenant", "status"])]

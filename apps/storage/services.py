@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 # what compute calls while it builds, defines or deletes an instance (part of those audited
 # instance actions).
 UNAUDITED = ("publish_volume", "publish_snapshot", "publish_backup", "refresh_storage_pools", "reconcile_pool",
-             "reconcile_storage", "release_attachments", "ensure_root_volume", "instance_disks", "disk_for")
+             "reconcile_storage", "release_attachments", "ensure_root_volume", "instance_disks", "disk_for",
+             "purge_recycle_bin")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -351,6 +353,9 @@ def resize_volume(actor: Actor, *, volume: Volume, size_gb: int) -> Volume:
 
 @audited("volume.delete", area="storage")
 def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
+    """To the recycle bin for PlatformSettings.recycle_bin_hours (the data stays, restorable,
+    and counts in the quota); at once when that is 0, or when it is in the recycle bin already."""
+    from apps.core.models import PlatformSettings
     from apps.storage import tasks
 
     permissions.require(actor, volume, "delete")
@@ -358,12 +363,54 @@ def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
     if volume.attachments.exists():
         raise Conflict(f"Volume {volume.public_id} is attached to {_attached_to(volume)}: detach it first.",
                        code="attached")
-    _require_status(volume, "delete", (Volume.AVAILABLE, Volume.ERROR))
+    _require_status(volume, "delete", (Volume.AVAILABLE, Volume.ERROR, Volume.RECYCLED))
     snapshots = list(volume.snapshots.exclude(status=Snapshot.DELETED).values_list("public_id", flat=True))
     if snapshots:
         raise Conflict(f"Volume {volume.public_id} has snapshots ({', '.join(snapshots)}): they live in the volume, "
                        "so delete them first (or copy them to new volumes).", code="has_snapshots")
+    hours = PlatformSettings.load().recycle_bin_hours
+    if volume.status == Volume.AVAILABLE and hours:
+        volume.status, volume.recycled_at = Volume.RECYCLED, timezone.now()
+        volume.status_reason = f"In the recycle bin for {hours} h"
+        volume.save(update_fields=["status", "status_reason", "recycled_at", "updated_at"])
+        publish_volume(volume)
+        return volume
     return _move(volume, Volume.DELETING, "", tasks.delete_volume, volume.pk)
+
+
+@audited("volume.restore", area="storage")
+def restore_volume(actor: Actor, *, volume: Volume) -> Volume:
+    """Back from the recycle bin, as it was."""
+    permissions.require(actor, volume, "delete")
+    volume = _locked(volume)
+    _require_status(volume, "restore", (Volume.RECYCLED,))
+    volume.status, volume.status_reason, volume.recycled_at = Volume.AVAILABLE, "", None
+    volume.save(update_fields=["status", "status_reason", "recycled_at", "updated_at"])
+    publish_volume(volume)
+    return volume
+
+
+def purge_recycle_bin() -> int:
+    """Delete the volumes whose time in the recycle bin is over (scheduled)."""
+    from apps.core.actor import Actor
+    from apps.core.models import PlatformSettings
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage import tasks
+
+    hours = PlatformSettings.load().recycle_bin_hours
+    due = Volume.objects.filter(status=Volume.RECYCLED, recycled_at__lte=timezone.now() - timedelta(hours=hours))
+    count = 0
+    for volume_id in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            volume = Volume.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=volume_id)
+            if volume.status != Volume.RECYCLED:
+                continue
+            volume.status, volume.status_reason = Volume.DELETING, "Its time in the recycle bin is over"
+            volume.save(update_fields=["status", "status_reason", "updated_at"])
+            record(Actor.system(tenant=volume.tenant), action="volume.purge", area="storage", resource=volume)
+            enqueue_on_commit(tasks.delete_volume, volume.pk)
+            count += 1
+    return count
 
 
 # --- attachments -----------------------------------------------------------------------------

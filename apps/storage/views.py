@@ -26,8 +26,9 @@ class VolumeListView(ConsoleView):
 
     def get(self, request, form=None, status=200):
         template = "storage/_volume_rows.html" if request.headers.get("HX-Request") else None
-        volumes = selectors.list_volumes(self.actor).exclude(status=Volume.DELETED)
-        return self.render({"page": self.paginate(volumes), "form": form or self._form(),
+        volumes = selectors.list_volumes(self.actor).exclude(status__in=(Volume.DELETED, Volume.RECYCLED))
+        recycled = selectors.list_volumes(self.actor).filter(status=Volume.RECYCLED)
+        return self.render({"page": self.paginate(volumes), "recycled": recycled, "form": form or self._form(),
                             "can_create": self.actor.allows("storage", "create")}, status=status, template=template)
 
     def post(self, request):
@@ -58,7 +59,8 @@ class VolumeDetailView(ConsoleView):
 
 
 class VolumeActionView(ConsoleView):
-    """The detail page's forms: attach, detach, resize, snapshot, delete."""
+    """The detail page's forms (attach, detach, resize, snapshot, delete) and the recycle
+    bin's (restore, delete now)."""
 
     def post(self, request, public_id, action):
         volume = _get_volume(self.actor, public_id)
@@ -79,7 +81,11 @@ class VolumeActionView(ConsoleView):
                 self.call(None, services.create_snapshot, volume=volume, name=form.cleaned_data["name"],
                           success="Taking a snapshot.")
         elif action == "delete":
-            ok, _ = self.call(None, services.delete_volume, volume=volume, success="Delete requested.")
+            ok, _ = self.call(None, services.delete_volume, volume=volume, success="Deleted.")
+            if ok:
+                return redirect("volume-list")
+        elif action == "restore":
+            ok, _ = self.call(None, services.restore_volume, volume=volume, success="Restored.")
             if ok:
                 return redirect("volume-list")
         return redirect("volume-detail", public_id=public_id)

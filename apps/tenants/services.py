@@ -347,9 +347,15 @@ def delete_key_pair(actor: Actor, *, key_pair: KeyPair) -> KeyPair:
 # --- platform -----------------------------------------------------------------------------
 
 @audited("platform.settings", area="iam")
-def update_platform_settings(actor: Actor, *, signup_enabled: bool, signup_message: str = "") -> PlatformSettings:
+def update_platform_settings(actor: Actor, *, signup_enabled: bool, signup_message: str = "",
+                             recycle_bin_hours: int | None = None) -> PlatformSettings:
     require_operator(actor)
     row = PlatformSettings.load()
     row.signup_enabled, row.signup_message = signup_enabled, signup_message
+    if recycle_bin_hours is not None:
+        if not 0 <= recycle_bin_hours <= 24 * 90:
+            raise ValidationFailed("The recycle bin keeps things 0 to 2160 hours (90 days).",
+                                   fields={"recycle_bin_hours": ["0 to 2160."]})
+        row.recycle_bin_hours = recycle_bin_hours
     row.save()
     return row

@@ -37,7 +37,7 @@ class VolumeSerializer(serializers.ModelSerializer):
         model = Volume
         fields = ["id", "name", "description", "size_gb", "volume_type", "region", "status", "status_reason",
                   "multi_attach", "bootable", "image", "source_snapshot", "source_volume", "source_backup",
-                  "attachments", "tags", "created_at"]
+                  "attachments", "tags", "created_at", "recycled_at"]
         read_only_fields = fields
 
     def get_bootable(self, volume) -> bool:

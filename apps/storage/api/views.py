@@ -24,7 +24,7 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     filterset_fields = ["status", "name"]
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
-        "resize": "resize", "attach": "attach", "detach": "attach",
+        "resize": "resize", "attach": "attach", "detach": "attach", "restore": "delete",
     }
 
     def _out(self, volume, code=status.HTTP_202_ACCEPTED):
@@ -45,9 +45,15 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         data = validated(s.VolumeUpdateSerializer, request)
         return self._out(services.update_volume(self.actor, volume=volume, **data), status.HTTP_200_OK)
 
-    @extend_schema(responses={202: s.VolumeSerializer})
+    @extend_schema(responses={202: s.VolumeSerializer},
+                   summary="Delete: to the recycle bin (status `recycled`, restorable), or at once from there")
     def destroy(self, request, id=None):
         return self._out(services.delete_volume(self.actor, volume=self.get_object()))
+
+    @extend_schema(request=None, responses=s.VolumeSerializer, summary="Restore from the recycle bin")
+    @action(detail=True, methods=["post"])
+    def restore(self, request, id=None):
+        return self._out(services.restore_volume(self.actor, volume=self.get_object()), status.HTTP_200_OK)
 
     @extend_schema(request=s.VolumeResizeSerializer, responses={202: s.VolumeSerializer}, summary="Grow a volume")
     @action(detail=True, methods=["post"])

@@ -21,6 +21,14 @@ def storage(db):
     return make_storage()
 
 
+@pytest.fixture(autouse=True)
+def no_recycle_bin(db):
+    """Deletes are final in these tests; the recycle bin has its own."""
+    from apps.core.models import PlatformSettings
+
+    PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 0})
+
+
 @pytest.fixture
 def run(run_tasks):
     return run_tasks
@@ -407,3 +415,46 @@ def test_the_reconcile_removes_the_portals_orphans_and_reports_lost_volumes(a_ow
     record = AuditRecord.objects.get(action="storage_pool.reconcile")
     assert record.actor_kind == "system" and record.details == report
     assert services.reconcile_storage()["local"] == {"removed": [], "lost": []}
+
+
+
+def test_deleted_volumes_wait_in_the_recycle_bin(a_owner, actor, api, run, storage):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.core.models import PlatformSettings
+
+    PlatformSettings.objects.filter(pk=1).update(recycle_bin_hours=24)
+    owner = actor(a_owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=2))
+    response = api(a_owner).delete(f"/api/v1/volumes/{volume.public_id}")
+    assert response.status_code == 202 and response.json()["status"] == "recycled"
+    assert backend(volume).size_bytes == 2 << 30  # the data stays while it is restorable
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert usage["volume_gb"] == 2
+    with pytest.raises(Conflict):
+        services.attach_volume(owner, volume=fresh(volume), instance=launch(run, owner))
+
+    restored = api(a_owner).post(f"/api/v1/volumes/{volume.public_id}/restore")
+    assert restored.status_code == 200 and restored.json()["status"] == "available"
+
+    run(services.delete_volume, owner, volume=fresh(volume))
+    assert services.purge_recycle_bin() == 0  # not yet
+    Volume.objects.filter(pk=volume.pk).update(recycled_at=timezone.now() - timedelta(hours=25))
+    assert run(services.purge_recycle_bin) == 1
+    assert fresh(volume).status == "deleted"
+    with pytest.raises(BackendNotFound):
+        backend(volume)
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert usage["volume_gb"] == 0
+
+
+def test_delete_now_from_the_recycle_bin(a_owner, actor, run, storage):
+    from apps.core.models import PlatformSettings
+
+    PlatformSettings.objects.filter(pk=1).update(recycle_bin_hours=24)
+    owner = actor(a_owner)
+    volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
+    assert fresh(run(services.delete_volume, owner, volume=volume)).status == "recycled"
+    assert fresh(run(services.delete_volume, owner, volume=fresh(volume))).status == "deleted"

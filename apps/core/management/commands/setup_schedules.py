@@ -12,6 +12,7 @@ SCHEDULES = [
     ("sweep console tickets and lost sessions", "apps.console.services.sweep_sessions", 1),
     ("storage pool capacity", "apps.storage.services.refresh_storage_pools", 5),
     ("reconcile storage pools with the database", "apps.storage.services.reconcile_storage", 15),
+    ("empty the recycle bin of volumes past their retention", "apps.storage.services.purge_recycle_bin", 60),
 ]
 
 
