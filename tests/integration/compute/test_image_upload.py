@@ -62,7 +62,10 @@ def test_refused_uploads_leave_nothing(api, a_owner, qcow2, settings, tmp_path):
     assert not store.exists() or list(store.iterdir()) == []
 
 
-def test_disk_images_cannot_boot_instances_yet(api, a_owner, qcow2, settings, tmp_path):
+def test_an_uploaded_disk_image_needs_a_flavor_with_its_disk(api, a_owner, qcow2, settings, tmp_path):
+    """The image's virtual size sets its minimum disk; a flavor without that much root disk is a
+    clear 400 on the flavor, and nothing is made."""
+    from apps.compute.models import Instance
     from tests.factories.compute import make_inventory
 
     settings.PORTAL_LIBVIRT_DIR = tmp_path / "store"
@@ -71,8 +74,12 @@ def test_disk_images_cannot_boot_instances_yet(api, a_owner, qcow2, settings, tm
     make_inventory()
     client = api(a_owner)
     image = upload(client, qcow2).json()
+    assert image["min_disk_gb"] == 3
     response = client.post("/api/v1/instances", {"name": "vm", "flavor": "t1.nano", "image": image["id"]})
-    assert response.status_code == 400 and "block storage" in response.json()["message"]
+    assert response.status_code == 400, response.json()
+    assert response.json()["message"] == "my-image needs a 3 GB disk; t1.nano has 0."
+    assert "flavor" in response.json()["fields"]
+    assert not Instance.objects.exists()
 
 
 @pytest.fixture
