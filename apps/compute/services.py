@@ -320,6 +320,43 @@ def import_image(actor: Actor, *, name: str, url: str, checksum_sha256: str = ""
     return image
 
 
+@audited("image.create_from_instance", area="compute")
+def create_image_from_instance(actor: Actor, *, instance: Instance, name: str, description: str = "") -> Image:
+    """A private disk image of the instance's root disk as it is now (a running guest's QEMU
+    takes the snapshot it is copied from), made by a task with progress. Instances that boot a
+    kernel directly have no disk to copy: 409."""
+    from apps.compute import tasks
+    from apps.core.services import start_operation
+    from apps.core.tasks import enqueue_on_commit
+    from apps.storage.services import root_volume
+    from apps.tenants import quotas
+    from apps.tenants.services import require_writable_tenant
+
+    tenant = require_writable_tenant(actor)
+    permissions.require(actor, instance, "create_image")
+    permissions.require_area(actor, "compute", "create")
+    if instance.status not in (Instance.RUNNING, Instance.STOPPED):
+        raise Conflict(f"Instance {instance.public_id} is {instance.status}: make images of running or stopped "
+                       "instances.", code="invalid_state")
+    root = root_volume(instance)
+    if root is None:
+        raise Conflict(f"{instance.public_id} boots a kernel directly and has no disk to make an image of.",
+                       code="unsupported")
+    quotas.consume(tenant, amounts={"images": 1})
+    source = instance.image
+    image = Image.objects.create(
+        owner=tenant, name=clean_name(name), description=description.strip()[:1000] or f"From {instance.public_id}",
+        visibility=Image.PRIVATE, status=Image.SAVING, os_type=source.os_type, os_distro=source.os_distro,
+        os_version=source.os_version, arch=source.arch, boot=Image.DISK, min_disk_gb=root.size_gb,
+        min_ram_mb=source.min_ram_mb, cloud_init=source.cloud_init, guest_agent=source.guest_agent,
+        created_by=actor.user,
+    )
+    operation = start_operation(actor, area="compute", kind="image.capture", name=f"Image of {instance.name}",
+                                resource_id=image.public_id, params={"instance": instance.public_id})
+    enqueue_on_commit(tasks.capture_image, image.pk, instance.pk, operation.pk)
+    return image
+
+
 @audited("image.delete", area="compute")
 def delete_image(actor: Actor, *, image: Image) -> Image:
     """Delete a tenant's own image; refused while instances use it."""

@@ -13,9 +13,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.compute import scheduler, services
+from apps.compute import imagestore, scheduler, services
 from apps.compute.drivers.base import SHUTOFF, DomainSpec, DriverError, KernelBoot
 from apps.compute.hypervisors import get_compute_driver
+from apps.storage.backends import get_storage_driver
 from apps.compute.models import Host, Image, Instance
 from apps.compute.signals import instance_deleted
 from apps.core import services as core_services
@@ -208,7 +209,6 @@ def import_image(image_id: int, operation_id: int) -> None:
     download over: a killed worker leaves at most a partial file, removed here first."""
     import urllib.request
 
-    from apps.compute import imagestore
 
     image = Image.objects.get(pk=image_id)
     if image.status not in (Image.QUEUED, Image.SAVING):
@@ -283,3 +283,34 @@ def reconcile_instances() -> dict[str, dict]:
         except DriverError as exc:
             reports[host.name] = {"error": [str(exc)]}
     return reports
+
+
+def capture_image(image_id: int, instance_id: int, operation_id: int) -> None:
+    """Copy a temporary snapshot of the instance's root volume into the image store; the image
+    turns `active`, or `error` with the reason. A re-run starts the copy over."""
+    from apps.storage import services as storage
+
+    image = Image.objects.get(pk=image_id)
+    if image.status != Image.SAVING:
+        return
+    path = imagestore.image_dir(image.public_id) / "disk"
+    try:
+        root = storage.root_volume(Instance.objects.get(pk=instance_id))
+        if root is None:
+            raise DomainError("the instance no longer has its root disk")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        core_services.operation_step(operation_id, step="taking a snapshot", progress=5)
+        with storage.temporary_snapshot(root, image.public_id):
+            driver = get_storage_driver(root.pool)
+            driver.export(root.public_id, str(path), snapshot=image.public_id, progress=lambda p: (
+                core_services.operation_step(operation_id, step="copying the disk", progress=10 + p * 85 // 100)))
+        info = imagestore.describe(path)
+    except Exception as exc:  # any failure ends as a readable reason on the image and the operation
+        reason = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__
+        imagestore.remove(image.public_id)
+        Image.objects.filter(pk=image_id).update(status=Image.ERROR, description=f"Capture failed: {reason}"[:1000])
+        core_services.operation_fail(operation_id, error=reason)
+        return
+    Image.objects.filter(pk=image_id).update(status=Image.ACTIVE, disk_format=info.format, disk_file=str(path),
+                                             size_bytes=info.size, checksum_sha256=info.sha256)
+    core_services.operation_finish(operation_id, result={"format": info.format, "size": info.size}, log="active")

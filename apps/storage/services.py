@@ -5,6 +5,7 @@ that drives the backend (apps.storage.tasks) on commit."""
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.compute.drivers.base import RUNNING, DriverError
 from apps.compute.models import Cluster, Host, Image, Instance, Region
 from apps.core import events, permissions
 from apps.core.audit import audited, record
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 # instance actions).
 UNAUDITED = ("publish_volume", "publish_snapshot", "publish_backup", "refresh_storage_pools", "reconcile_pool",
              "reconcile_storage", "release_attachments", "ensure_root_volume", "instance_disks", "disk_for",
-             "purge_recycle_bin")
+             "purge_recycle_bin", "root_volume", "running_attachment", "take_snapshot", "drop_snapshot", "temporary_snapshot")
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -540,13 +542,16 @@ def ensure_root_volume(instance: Instance) -> Volume:
 def disk_for(volume: Volume, device: str, host: Host):
     """The volume as `host`'s hypervisor opens it at `device`; a pool that needs a key on the
     host (RBD) gets it there first."""
-    from apps.compute.hypervisors import get_compute_driver
-
     driver = get_storage_driver(volume.pool)
     secret = driver.host_secret()
     if secret is not None:
-        get_compute_driver(host.uri).ensure_ceph_secret(*secret)
+        _hypervisor(host.uri).ensure_ceph_secret(*secret)
     return replace(driver.disk_source(volume.public_id), target=device, serial=volume.public_id)
+
+
+def root_volume(instance: Instance) -> Volume | None:
+    attachment = VolumeAttachment.objects.select_related("volume__pool").filter(instance=instance, is_root=True).first()
+    return attachment.volume if attachment else None
 
 
 def instance_disks(instance: Instance) -> tuple:
@@ -643,6 +648,56 @@ def revert_to_snapshot(actor: Actor, *, snapshot: Snapshot) -> Volume:
     return _move(volume, Volume.RESTORING, f"to {snapshot.public_id}", tasks.revert_to_snapshot, snapshot.pk)
 
 
+
+
+# --- snapshots the system takes (backups, images of instances) -----------------------------
+
+def running_attachment(volume: Volume) -> VolumeAttachment | None:
+    """The attachment whose guest runs now, if any (its QEMU holds the volume)."""
+    for attachment in volume.attachments.select_related("instance__host"):
+        host = attachment.instance.host
+        if host is None:
+            continue
+        try:
+            if _hypervisor(host.uri).domain_info(attachment.instance.public_id).state == RUNNING:
+                return attachment
+        except DriverError:
+            continue
+    return None
+
+
+def take_snapshot(volume: Volume, name: str) -> None:
+    running = running_attachment(volume)
+    if running is not None and volume.pool.backend == "dir":  # the file is QEMU's while it runs
+        _hypervisor(running.instance.host.uri).snapshot_disk(running.instance.public_id, running.device, name)
+    else:
+        get_storage_driver(volume.pool).create_snapshot(volume.public_id, name)
+
+
+def drop_snapshot(volume: Volume, name: str) -> None:
+    running = running_attachment(volume)
+    if running is not None and volume.pool.backend == "dir":
+        _hypervisor(running.instance.host.uri).delete_disk_snapshot(running.instance.public_id,
+                                                                           running.device, name)
+    else:
+        get_storage_driver(volume.pool).delete_snapshot(volume.public_id, name)
+
+
+@contextmanager
+def temporary_snapshot(volume: Volume, name: str):
+    """A snapshot `name` of the volume as it is now (the guest's QEMU takes it while it runs),
+    yielded as the qemu-img arguments that read it, and dropped afterwards."""
+    take_snapshot(volume, name)
+    try:
+        yield get_storage_driver(volume.pool).read_args(volume.public_id, snapshot=name)
+    finally:
+        drop_snapshot(volume, name)
+
+
+def _hypervisor(uri: str):
+    from apps.compute.hypervisors import get_compute_driver
+
+    return get_compute_driver(uri)
 
 
 # --- backups ---------------------------------------------------------------------------------

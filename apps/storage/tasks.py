@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from apps.compute.drivers.base import RUNNING, DriverError
+from apps.compute.drivers.base import DriverError
 from apps.compute.hypervisors import get_compute_driver
 from apps.core import services as core_services
 from apps.core.tasks import record_status
@@ -68,20 +68,6 @@ def create_volume(volume_id: int, operation_id: int) -> None:
     core_services.operation_finish(operation_id, result={"size_gb": volume.size_gb}, log="available")
 
 
-def _running_attachment(volume: Volume) -> VolumeAttachment | None:
-    """The attachment whose guest runs now, if any (its QEMU holds the volume)."""
-    for attachment in volume.attachments.select_related("instance__host"):
-        host = attachment.instance.host
-        if host is None:
-            continue
-        try:
-            if get_compute_driver(host.uri).domain_info(attachment.instance.public_id).state == RUNNING:
-                return attachment
-        except DriverError:
-            continue
-    return None
-
-
 def resize_volume(volume_id: int, was_attached: int) -> None:
     volume = _load(volume_id)
     if volume.status != Volume.EXTENDING:
@@ -89,7 +75,7 @@ def resize_volume(volume_id: int, was_attached: int) -> None:
     settled = Volume.IN_USE if was_attached else Volume.AVAILABLE
     size = volume.size_gb * GiB
     try:
-        running = _running_attachment(volume)
+        running = services.running_attachment(volume)
         if running is not None:  # the guest's QEMU grows it, and the guest sees it at once
             get_compute_driver(running.instance.host.uri).resize_disk(running.instance.public_id, running.device, size)
         else:
@@ -165,29 +151,12 @@ def _set_snapshot(snapshot_id: int, status: str, reason: str = "", **fields) -> 
     return record_status(Snapshot, snapshot_id, status, reason, publish=services.publish_snapshot, **fields)
 
 
-def _take_snapshot(volume: Volume, name: str) -> None:
-    running = _running_attachment(volume)
-    if running is not None and volume.pool.backend == "dir":  # the file is QEMU's while it runs
-        get_compute_driver(running.instance.host.uri).snapshot_disk(running.instance.public_id, running.device, name)
-    else:
-        get_storage_driver(volume.pool).create_snapshot(volume.public_id, name)
-
-
-def _drop_snapshot(volume: Volume, name: str) -> None:
-    running = _running_attachment(volume)
-    if running is not None and volume.pool.backend == "dir":
-        get_compute_driver(running.instance.host.uri).delete_disk_snapshot(running.instance.public_id,
-                                                                           running.device, name)
-    else:
-        get_storage_driver(volume.pool).delete_snapshot(volume.public_id, name)
-
-
 def create_snapshot(snapshot_id: int) -> None:
     snapshot = _snapshot(snapshot_id)
     if snapshot.status != Snapshot.CREATING:
         return
     try:
-        _take_snapshot(snapshot.volume, snapshot.public_id)
+        services.take_snapshot(snapshot.volume, snapshot.public_id)
     except (StorageError, DriverError) as exc:
         _set_snapshot(snapshot_id, Snapshot.ERROR, str(exc))
         return
@@ -202,7 +171,7 @@ def delete_snapshot(snapshot_id: int) -> None:
         return
     volume = snapshot.volume
     try:
-        _drop_snapshot(volume, snapshot.public_id)
+        services.drop_snapshot(volume, snapshot.public_id)
     except InUse as exc:
         _set_snapshot(snapshot_id, Snapshot.AVAILABLE, f"Not deleted: {exc}")
         return
@@ -245,13 +214,9 @@ def create_backup(backup_id: int, operation_id: int) -> None:
         if volume is None or volume.status in (Volume.DELETING, Volume.DELETED):
             raise StorageError(f"volume {backup.volume_public_id} was deleted before it was copied")
         core_services.operation_step(operation_id, step="taking a snapshot", progress=5)
-        _take_snapshot(volume, backup.public_id)
-        try:
-            source = get_storage_driver(volume.pool).read_args(volume.public_id, snapshot=backup.public_id)
+        with services.temporary_snapshot(volume, backup.public_id) as source:
             get_storage_driver(backup.pool).receive(backup.public_id, source,
                                                     progress=_progress(operation_id, "copying", 10, 95))
-        finally:
-            _drop_snapshot(volume, backup.public_id)
     except (StorageError, DriverError) as exc:
         record_status(Backup, backup_id, Backup.ERROR, str(exc), publish=services.publish_backup)
         core_services.operation_fail(operation_id, error=str(exc))

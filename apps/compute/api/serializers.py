@@ -165,3 +165,8 @@ class ImageUploadSerializer(ImageDescriptionSerializer):
 
 class ImageImportSerializer(ImageDescriptionSerializer):
     url = serializers.URLField(max_length=1000, help_text="Must start with an operator-allowed prefix.")
+
+
+class CreateImageSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    description = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")

@@ -31,7 +31,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
         "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
-        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate", "console": "console",
+        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate", "console": "console", "create_image": "create_image",
     }
 
     def get_serializer_context(self):
@@ -96,6 +96,15 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def console_log(self, request, id=None):
         text = services.console_log(self.actor, instance=self.get_object())
         return HttpResponse(text, content_type="text/plain; charset=utf-8")
+
+    @extend_schema(request=s.CreateImageSerializer, responses={202: s.ImageSerializer},
+                   summary="Make a private disk image of the instance's root disk (a task; see operations)")
+    @action(detail=True, methods=["post"], url_path="create-image")
+    def create_image(self, request, id=None):
+        instance = self.get_object()
+        image = services.create_image_from_instance(self.actor, instance=instance,
+                                                    **validated(s.CreateImageSerializer, request))
+        return Response(s.ImageSerializer(image).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={201: ConsoleTicketSerializer},
                    summary="Open the VNC console: a one-time ticket and the websocket URLs")

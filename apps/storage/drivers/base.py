@@ -86,6 +86,12 @@ class StorageDriver(abc.ABC):
         """A new object `name` copied by qemu-img from `source` (read_args of any pool);
         `progress(percent)` follows the copy. An existing one is kept."""
 
+    def export(self, name: str, path: str, *, snapshot: str = "", progress: Callable[[int], None] | None = None):
+        """Write `name` (at `snapshot`) into a qcow2 file outside the pool: an image of it."""
+        from apps.storage.drivers import qemuimg
+
+        qemuimg.convert(self.read_args(name, snapshot=snapshot), path, target_format="qcow2", progress=progress)
+
     @abc.abstractmethod
     def clone_image(self, name: str, base: str, size_bytes: int) -> VolumeInfo:
         """A copy-on-write volume over the image base `base`, grown to `size_bytes`."""

@@ -89,6 +89,14 @@ class FakeStorageDriver(StorageDriver):
             progress(100)
         return self.volume_info(name)
 
+    def export(self, name: str, path: str, *, snapshot: str = "", progress=None):
+        """A real (empty) qcow2 of the volume's size, so image checks downstream work."""
+        from apps.storage.drivers import qemuimg
+
+        qemuimg.run("create", "-f", "qcow2", path, str(self.volume_info(name).size_bytes))
+        if progress is not None:
+            progress(100)
+
     def clone_image(self, name: str, base: str, size_bytes: int) -> VolumeInfo:
         with _lock:
             origin = self._get(base)

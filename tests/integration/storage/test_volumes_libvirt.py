@@ -110,7 +110,8 @@ def test_a_volume_travels_between_guests_with_its_data(owner, guests):
 
 def test_a_disk_image_boots_from_a_copy_on_write_clone(owner, libvirt_driver):
     """SeaBIOS → SYSLINUX → the kernel, all read from the instance's root volume, which is a
-    qcow2 overlay on the image base in the pool (nothing of the image was copied)."""
+    qcow2 overlay on the image base in the pool (nothing of the image was copied). An image
+    made of the running instance boots a new one."""
     import json
 
     from apps.compute.models import Image
@@ -129,6 +130,17 @@ def test_a_disk_image_boots_from_a_copy_on_write_clone(owner, libvirt_driver):
                                          capture_output=True, text=True).stdout)
         assert info["backing-filename"].endswith(f"/{image.public_id}")
         assert info["actual-size"] < 5 << 20  # an overlay, not a copy of the 10 MB image
+
+        # An image of the running instance (its QEMU takes the snapshot), and a new instance of it boots.
+        captured = compute.create_image_from_instance(owner, instance=instance, name="golden")
+        captured.refresh_from_db()
+        assert captured.status == Image.ACTIVE, captured.description
+        [again] = compute.create_instances(owner, name="from-golden", flavor="t1.micro", image=captured.public_id)
+        again = settled(again)
+        assert again.status == Instance.RUNNING, again.status_reason
+        wait_for_line(again, r"BOOT-OK", BOOT_TIMEOUT)
+        compute.delete_instance(owner, instance=again)
+        compute.delete_image(owner, image=captured)  # its file goes with it
     finally:
         compute.delete_instance(owner, instance=Instance.objects.get(pk=instance.pk))
     root.refresh_from_db()

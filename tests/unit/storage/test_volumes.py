@@ -458,3 +458,33 @@ def test_delete_now_from_the_recycle_bin(a_owner, actor, run, storage):
     volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
     assert fresh(run(services.delete_volume, owner, volume=volume)).status == "recycled"
     assert fresh(run(services.delete_volume, owner, volume=fresh(volume))).status == "deleted"
+
+
+def test_an_image_of_an_instance_copies_its_root_disk(a_owner, actor, api, run, storage, settings, tmp_path):
+    from apps.compute.models import Image
+    from apps.compute.services import create_flavor
+    from apps.core.actor import Actor
+    from apps.core.models import Operation
+
+    settings.PORTAL_LIBVIRT_DIR = tmp_path
+    create_flavor(Actor.system(), name="t1.disk", vcpus=1, ram_mb=128, disk_gb=4)
+    owner = actor(a_owner)
+    [kernel_vm] = run(compute.create_instances, owner, name="k", flavor="t1.nano", image=storage["image"].public_id)
+    refused = api(a_owner).post(f"/api/v1/instances/{kernel_vm.public_id}/create-image", {"name": "x"},
+                                format="json")
+    assert refused.status_code == 409 and "no disk" in refused.json()["message"]
+
+    [vm] = run(compute.create_instances, owner, name="vm", flavor="t1.disk", image=storage["disk_image"].public_id)
+    response = run(api(a_owner).post, f"/api/v1/instances/{vm.public_id}/create-image", {"name": "golden"},
+                   format="json")
+    assert response.status_code == 202, response.json()
+    image = Image.objects.get(public_id=response.json()["id"])
+    assert (image.status, image.boot, image.owner_id, image.min_disk_gb, image.disk_format) == (
+        "active", "disk", a_owner.tenant_id, 4, "qcow2")
+    assert (tmp_path / "images" / image.public_id / "disk").is_file()
+    assert Operation.objects.get(resource_id=image.public_id).status == "succeeded"
+    root = VolumeAttachment.objects.get(instance=vm, is_root=True).volume
+    assert backend(root).snapshots == ()  # the temporary snapshot is gone
+    # The new image boots new instances.
+    [copy] = run(compute.create_instances, owner, name="copy", flavor="t1.disk", image=image.public_id)
+    assert fresh(copy).status == "running"
