@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -34,6 +35,24 @@ def _libvirt():
     import libvirt
 
     return libvirt
+
+
+REFRESH_WAIT = 30  # seconds a refresh waits for the pool's running jobs (another worker's create)
+
+
+def _refresh(pool) -> None:
+    """Re-read the pool's folder. libvirt refuses while a job runs on the pool (another worker
+    creating a volume in it): wait for it rather than fail."""
+    libvirt = _libvirt()
+    deadline = time.monotonic() + REFRESH_WAIT
+    while True:
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as exc:
+            if "asynchronous jobs" not in exc.get_error_message() or time.monotonic() > deadline:
+                raise Transient(f"cannot refresh pool {pool.name()}: {exc.get_error_message()}") from exc
+        time.sleep(0.1)
 
 
 def _backing_path(volume_xml: str) -> str:
@@ -81,7 +100,7 @@ class DirPoolDriver(StorageDriver):
         try:
             return pool.storageVolLookupByName(name)
         except libvirt.libvirtError:
-            pool.refresh(0)  # a file written by qemu-img behind libvirt's back
+            _refresh(pool)  # a file written by qemu-img behind libvirt's back
             try:
                 return pool.storageVolLookupByName(name)
             except libvirt.libvirtError as exc:
@@ -100,7 +119,7 @@ class DirPoolDriver(StorageDriver):
 
     def usage(self) -> PoolUsage:
         pool = self._pool()
-        pool.refresh(0)
+        _refresh(pool)
         _state, capacity, allocation, available = pool.info()
         return PoolUsage(capacity_bytes=capacity, allocated_bytes=allocation, available_bytes=available)
 
@@ -160,7 +179,10 @@ class DirPoolDriver(StorageDriver):
         dependants = [v.name() for v in self._pool().listAllVolumes(0) if _backing_path(v.XMLDesc(0)) == path]
         if dependants:
             raise InUse(f"{name} is the base of {', '.join(sorted(dependants))}")
-        volume.delete(0)
+        try:
+            volume.delete(0)
+        except _libvirt().libvirtError as exc:
+            raise StorageError(f"cannot delete {name}: {exc.get_error_message()}") from exc
 
     def volume_info(self, name: str) -> VolumeInfo:
         volume = self._volume(name)
@@ -174,7 +196,7 @@ class DirPoolDriver(StorageDriver):
 
     def list_volumes(self, prefix: str = "") -> list[VolumeInfo]:
         pool = self._pool()
-        pool.refresh(0)
+        _refresh(pool)
         return [self.volume_info(name) for name in sorted(pool.listVolumes())
                 if name.startswith(prefix) and not name.startswith(".")]
 

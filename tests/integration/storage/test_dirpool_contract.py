@@ -35,3 +35,32 @@ def test_an_imported_image_keeps_its_content(dir_pool, image):
 def test_dir_pools_copy_between_them(make_dir_pool):
     source, target = make_dir_pool(), make_dir_pool()
     contract.check_copy_between_pools(source, QemuIoProbe(source), target, QemuIoProbe(target))
+
+
+def test_workers_share_a_pool(dir_pool):
+    """Two workers on one pool: while one creates and deletes volumes (libvirt jobs on the
+    pool), the other's lookups refresh the pool, which libvirt refuses during a job; the driver
+    waits for the job instead of failing (seen with `make run`'s two task workers)."""
+    import threading
+
+    errors = []
+    dir_pool.create_volume("vol-ct-seen", 16 * contract.MiB)
+
+    def churn():
+        try:
+            for n in range(40):
+                dir_pool.create_volume(f"vol-ct-churn{n}", 16 * contract.MiB)
+                dir_pool.delete_volume(f"vol-ct-churn{n}")
+        except Exception as exc:  # the assertion below reports it
+            errors.append(exc)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        while worker.is_alive():
+            dir_pool.list_volumes("vol-ct-")  # refreshes the pool
+            dir_pool.usage()
+    finally:
+        worker.join()
+    assert errors == []
+    dir_pool.delete_volume("vol-ct-seen")

@@ -63,3 +63,20 @@ def test_other_tenants_volumes_are_not_there(a_owner, b_owner, actor):
     assert client.get(f"/volumes/{volume.public_id}/").status_code == 404
     assert client.post(f"/volumes/{volume.public_id}/delete").status_code == 404
     assert "secret" not in client.get("/volumes/").content.decode()
+
+
+def test_the_recycle_bin_on_the_volume_list(a_owner, actor, run_tasks):
+    from apps.core.models import PlatformSettings
+    from apps.storage import services
+
+    make_storage()
+    PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 24})
+    volume = run_tasks(services.create_volume, actor(a_owner), name="keepme", size_gb=1)
+    client = signed_in(a_owner)
+    client.post(f"/volumes/{volume.public_id}/delete")
+    page = client.get("/volumes/").content.decode()
+    assert 'id="recycle-bin"' in page and f'data-volume="{volume.public_id}"' in page
+    assert Volume.objects.get(pk=volume.pk).status == "recycled"
+    client.post(f"/volumes/{volume.public_id}/restore")
+    assert Volume.objects.get(pk=volume.pk).status == "available"
+    assert 'id="recycle-bin"' not in client.get("/volumes/").content.decode()
