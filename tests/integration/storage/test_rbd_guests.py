@@ -42,6 +42,20 @@ def ceph_type(ceph_cluster, tiny_image):
         driver.delete_volume(volume.public_id)
     for base in driver.list_volumes("img-"):
         driver.delete_volume(base.name)
+    _forget_secret(driver.secret_uuid)
+
+
+def _forget_secret(uuid: str) -> None:
+    """The pool's key was put on the host as a libvirt secret: take it away again."""
+    import libvirt
+    from django.conf import settings
+
+    from apps.compute.drivers.libvirt import connection
+
+    try:
+        connection(settings.PORTAL_LIBVIRT_URI).secretLookupByUUIDString(uuid).undefine()
+    except libvirt.libvirtError:
+        pass  # never set: the test failed before a disk was plugged in
 
 
 @pytest.fixture
