@@ -116,7 +116,17 @@ class StorageDriver(abc.ABC):
 
     @abc.abstractmethod
     def list_volumes(self, prefix: str = "") -> list[VolumeInfo]:
-        """Every volume (and image base) whose name starts with `prefix`."""
+        """Every volume (and image base) whose name starts with `prefix`; one deleted by another
+        worker while the list is read is left out."""
+
+    def _infos(self, names) -> list[VolumeInfo]:
+        infos = []
+        for name in names:
+            try:
+                infos.append(self.volume_info(name))
+            except NotFound:  # deleted since the names were listed
+                continue
+        return infos
 
     @abc.abstractmethod
     def create_snapshot(self, volume: str, snapshot: str) -> None:

@@ -55,8 +55,13 @@ def _refresh(pool) -> None:
         time.sleep(0.1)
 
 
-def _backing_path(volume_xml: str) -> str:
-    node = ET.fromstring(volume_xml).find("./backingStore/path")
+def _backing_path(volume) -> str:
+    """The backing file of a libvirt volume ("" for none, or when it was deleted meanwhile)."""
+    try:
+        xml = volume.XMLDesc(0)
+    except _libvirt().libvirtError:
+        return ""
+    node = ET.fromstring(xml).find("./backingStore/path")
     return node.text if node is not None and node.text else ""
 
 
@@ -176,7 +181,7 @@ class DirPoolDriver(StorageDriver):
             raise
         path = volume.path()
         # libvirt has read every file's backing store already: no qemu-img per volume.
-        dependants = [v.name() for v in self._pool().listAllVolumes(0) if _backing_path(v.XMLDesc(0)) == path]
+        dependants = [v.name() for v in self._pool().listAllVolumes(0) if _backing_path(v) == path]
         if dependants:
             raise InUse(f"{name} is the base of {', '.join(sorted(dependants))}")
         try:
@@ -186,8 +191,18 @@ class DirPoolDriver(StorageDriver):
 
     def volume_info(self, name: str) -> VolumeInfo:
         volume = self._volume(name)
-        _type, capacity, allocation = volume.info()
-        details = json.loads(qemuimg.run("info", "-U", "--output=json", volume.path()))
+        gone = NotFound(f"no volume {name} in pool {self.config['name']}")  # deleted by another worker meanwhile
+        try:
+            _type, capacity, allocation = volume.info()
+            path = volume.path()
+        except _libvirt().libvirtError as exc:
+            raise gone from exc
+        try:
+            details = json.loads(qemuimg.run("info", "-U", "--output=json", path))
+        except StorageError:
+            if not os.path.exists(path):
+                raise gone from None
+            raise
         return VolumeInfo(
             name=name, size_bytes=capacity, allocated_bytes=allocation,
             parent=details.get("full-backing-filename") or details.get("backing-filename") or "",
@@ -197,8 +212,7 @@ class DirPoolDriver(StorageDriver):
     def list_volumes(self, prefix: str = "") -> list[VolumeInfo]:
         pool = self._pool()
         _refresh(pool)
-        return [self.volume_info(name) for name in sorted(pool.listVolumes())
-                if name.startswith(prefix) and not name.startswith(".")]
+        return self._infos(n for n in sorted(pool.listVolumes()) if n.startswith(prefix) and not n.startswith("."))
 
     def _exists(self, name: str) -> bool:
         try:

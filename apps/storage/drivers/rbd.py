@@ -237,7 +237,7 @@ class RbdDriver(StorageDriver):
 
     def list_volumes(self, prefix: str = "") -> list[VolumeInfo]:
         names = self._run(lambda rbd, ioctx: sorted(rbd.RBD().list(ioctx)))
-        return [self.volume_info(n) for n in names if n.startswith(prefix) and not n.endswith(".part")]
+        return self._infos(n for n in names if n.startswith(prefix) and not n.endswith(".part"))
 
     def create_snapshot(self, volume: str, snapshot: str) -> None:
         def create(rbd, ioctx):
