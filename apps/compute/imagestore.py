@@ -76,14 +76,18 @@ def _inspect(path: Path) -> tuple[str, int]:
     return fmt, int(info.get("virtual-size", 0))
 
 
-def describe(path: Path) -> ImageFileInfo:
-    """What a file written on the store (an image captured from an instance) is."""
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(CHUNK), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def describe(path: Path) -> ImageFileInfo:
+    """What a file written on the store (an image captured from an instance) is."""
     fmt, virtual_size = _inspect(path)
-    return ImageFileInfo(format=fmt, virtual_size=virtual_size, size=path.stat().st_size, sha256=digest.hexdigest())
+    return ImageFileInfo(format=fmt, virtual_size=virtual_size, size=path.stat().st_size, sha256=sha256_of(path))
 
 
 def remove(public_id: str) -> None:

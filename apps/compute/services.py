@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from django.utils import timezone
 
 from django.conf import settings
 
-from apps.compute import scheduler
+from apps.compute import imagestore, scheduler
 from apps.compute.drivers.base import DriverError, HostCapacity
 from apps.compute.hypervisors import get_compute_driver
 from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup, Region
@@ -180,13 +179,6 @@ def update_flavor(actor: Actor, *, flavor: Flavor, description: str, is_public: 
 
 # --- images -------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _seed_files(directory: Path, roles: tuple[str, ...]) -> tuple[dict, dict]:
     """The manifest.json of a seed image folder (scripts/build_tiny_image.sh) and its files for
@@ -199,7 +191,7 @@ def _seed_files(directory: Path, roles: tuple[str, ...]) -> tuple[dict, dict]:
     for role in roles:
         entry = manifest.get(role)
         path = directory / entry["name"] if entry else None
-        if path is None or not path.is_file() or _sha256(path) != entry["sha256"]:
+        if path is None or not path.is_file() or imagestore.sha256_of(path) != entry["sha256"]:
             raise ValidationFailed(f"The {role} of {directory.name} is missing or does not match its checksum.")
         files[role] = (path, entry)
     return manifest, files
@@ -257,7 +249,6 @@ def upload_image(actor: Actor, *, name: str, chunks, checksum_sha256: str = "", 
     """A tenant's private disk image from an uploaded stream: size limit, SHA-256 (checked
     against `checksum_sha256` when given), format detected from the content. The image row is
     written only once the file is complete and valid: a refused upload leaves nothing."""
-    from apps.compute import imagestore
     from apps.core.ids import new_public_id
     from apps.tenants import quotas
     from apps.tenants.services import require_writable_tenant
@@ -360,7 +351,6 @@ def create_image_from_instance(actor: Actor, *, instance: Instance, name: str, d
 @audited("image.delete", area="compute")
 def delete_image(actor: Actor, *, image: Image) -> Image:
     """Delete a tenant's own image; refused while instances use it."""
-    from apps.compute import imagestore
     from apps.tenants import quotas
 
     image = Image.objects.select_for_update().get(pk=image.pk)

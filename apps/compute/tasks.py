@@ -302,8 +302,8 @@ def capture_image(image_id: int, instance_id: int, operation_id: int) -> None:
         core_services.operation_step(operation_id, step="taking a snapshot", progress=5)
         with storage.temporary_snapshot(root, image.public_id):
             driver = get_storage_driver(root.pool)
-            driver.export(root.public_id, str(path), snapshot=image.public_id, progress=lambda p: (
-                core_services.operation_step(operation_id, step="copying the disk", progress=10 + p * 85 // 100)))
+            driver.export(root.public_id, str(path), snapshot=image.public_id,
+                          progress=core_services.operation_progress(operation_id, "copying the disk", 10, 95))
         info = imagestore.describe(path)
     except Exception as exc:  # any failure ends as a readable reason on the image and the operation
         reason = getattr(exc, "message", None) or str(exc) or exc.__class__.__name__

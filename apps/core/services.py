@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from apps.core.actor import Actor
 
 # Progress bookkeeping of an operation whose starting service call is itself audited.
-UNAUDITED = ("start_operation", "operation_step", "operation_finish", "operation_fail")
+UNAUDITED = ("start_operation", "operation_step", "operation_progress", "operation_finish", "operation_fail")
 
 
 def start_operation(actor: Actor, *, area: str, kind: str, name: str, resource_id: str = "", params=None) -> Operation:
@@ -68,6 +68,12 @@ def operation_step(operation_id: int, *, step: str, progress: int, log: str = ""
 
 
 @transaction.atomic
+def operation_progress(operation_id: int, step: str, start: int, end: int):
+    """A percent callback (a copy reporting 0-100) that moves the operation from `start` to
+    `end` percent."""
+    return lambda percent: operation_step(operation_id, step=step, progress=start + (end - start) * percent // 100)
+
+
 def operation_finish(operation_id: int, *, result: dict | None = None, log: str = "done") -> Operation:
     op = Operation.objects.select_for_update().get(pk=operation_id)
     op.status, op.progress, op.step = Operation.SUCCEEDED, 100, "done"

@@ -53,7 +53,7 @@ def create_volume(volume_id: int, operation_id: int) -> None:
             backup = volume.source_backup
             core_services.operation_step(operation_id, step=f"restoring {backup.public_id}", progress=10)
             driver.receive(volume.public_id, get_storage_driver(backup.pool).read_args(backup.public_id),
-                           progress=_progress(operation_id, "restoring", 10, 90))
+                           progress=core_services.operation_progress(operation_id, "restoring", 10, 90))
             driver.resize_volume(volume.public_id, size)
         elif volume.source_volume_id:
             core_services.operation_step(operation_id, step=f"copying {volume.source_volume.public_id}", progress=30)
@@ -197,12 +197,6 @@ def revert_to_snapshot(snapshot_id: int) -> None:
     _set_snapshot(snapshot_id, Snapshot.AVAILABLE)
 
 
-def _progress(operation_id: int, step: str, start: int, end: int):
-    """A qemu-img progress callback moving the operation from `start` to `end` percent."""
-    return lambda percent: core_services.operation_step(operation_id, step=step,
-                                                        progress=start + (end - start) * percent // 100)
-
-
 def create_backup(backup_id: int, operation_id: int) -> None:
     """Copy a temporary snapshot of the volume into the backup pool, then drop the snapshot.
     A re-run after a killed worker takes the snapshot again (or finds it) and finishes."""
@@ -215,8 +209,8 @@ def create_backup(backup_id: int, operation_id: int) -> None:
             raise StorageError(f"volume {backup.volume_public_id} was deleted before it was copied")
         core_services.operation_step(operation_id, step="taking a snapshot", progress=5)
         with services.temporary_snapshot(volume, backup.public_id) as source:
-            get_storage_driver(backup.pool).receive(backup.public_id, source,
-                                                    progress=_progress(operation_id, "copying", 10, 95))
+            progress = core_services.operation_progress(operation_id, "copying", 10, 95)
+            get_storage_driver(backup.pool).receive(backup.public_id, source, progress=progress)
     except (StorageError, DriverError) as exc:
         record_status(Backup, backup_id, Backup.ERROR, str(exc), publish=services.publish_backup)
         core_services.operation_fail(operation_id, error=str(exc))
