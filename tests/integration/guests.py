@@ -1,12 +1,21 @@
-"""Waiting on real guests and on rows their tasks move: the tiny guest reports on its serial log
-(BOOT-OK, the disk agent's DISK-ADDED/-RESIZED/-REMOVED), which nothing else can wait on."""
+"""Real guests in integration tests: waiting on what they report on their serial log (BOOT-OK,
+the disk agent's DISK-ADDED/-RESIZED/-REMOVED) and on rows their tasks move, and removing a
+test tenant's instances and domains afterwards."""
 
 from __future__ import annotations
 
 import re
 import time
 
+import pytest
+
+from apps.compute import services, tasks
+from apps.compute.drivers.base import NotFound
+from apps.compute.models import Instance
 from apps.compute.tasks import serial_log_path
+from apps.core.policies import OWNER
+from apps.tenants.models import Membership
+from tests.factories.tenants import actor_for
 
 AGENT_TIMEOUT = 30  # seconds: the disk agent looks every second; hot plug under TCG takes a few
 
@@ -35,3 +44,28 @@ def settled(obj, timeout: float = 90):
             return obj
         time.sleep(0.2)
     raise AssertionError(f"{obj.public_id} stayed {obj.status}")
+
+
+def remove_instances(tenant, driver) -> list:
+    """Delete (through the service, as the owner) every instance of the tenant that the test did
+    not delete, then make sure libvirt has no domain for any of them. Returns them."""
+    owner = actor_for(Membership.objects.get(tenant=tenant, role=OWNER))
+    instances = list(Instance.objects.filter(tenant=tenant))
+    for instance in instances:
+        # A POST still provisioning in the server: let it finish, so its domain is not
+        # defined again after the one below is removed.
+        deadline = time.monotonic() + 60
+        while instance.status in (Instance.PENDING, Instance.BUILDING) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            instance.refresh_from_db()
+        try:
+            if instance.status == Instance.DELETING:
+                tasks.destroy_instance(instance.pk)  # a delete that did not finish
+            elif instance.status != Instance.DELETED:
+                services.delete_instance(owner, instance=instance)  # tasks run inline in this process
+        finally:
+            driver.delete_domain(instance.public_id, missing_ok=True)
+    for instance in instances:
+        with pytest.raises(NotFound):
+            driver.domain_info(instance.public_id)
+    return instances

@@ -297,13 +297,17 @@ class RbdDriver(StorageDriver):
         return base64.b64decode(found.group(1))
 
     def disk_source(self, name: str) -> DiskSpec:
-        self.volume_info(name)
+        def monitors(rbd, ioctx):
+            if not self._exists(rbd, ioctx, name):
+                raise NotFound(f"no volume {name}")
+            return self._monitors()
+
         return DiskSpec(path=f"{self.config['pool']}/{name}", format="raw", protocol="rbd",
-                        hosts=self._monitors(), auth_user=self.config["user"], secret_uuid=self.secret_uuid)
+                        hosts=self._run(monitors), auth_user=self.config["user"], secret_uuid=self.secret_uuid)
 
     def _monitors(self) -> tuple[tuple[str, int], ...]:
-        """The monitors' legacy (v1) addresses, which QEMU's librbd takes as host:port."""
-        self._run(lambda rbd, ioctx: None)  # connected
+        """The monitors' legacy (v1) addresses, which QEMU's librbd takes as host:port (read
+        from the connected cluster's configuration)."""
         value = self._cluster.conf_get("mon_host") or ""
         found = re.findall(r"v1:([\d.]+):(\d+)", value) or re.findall(r"([\d.]+):(\d+)", value)
         return tuple((host, int(port)) for host, port in found)

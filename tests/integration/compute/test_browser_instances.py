@@ -10,49 +10,21 @@ no libvirt domain is left behind."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from django.conf import settings
 
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) is not installed").expect
 
-from apps.compute import services, tasks
 from apps.compute.drivers.base import NotFound
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.models import Host, Instance
-from apps.core.policies import OWNER
-from apps.tenants.models import Membership
-from tests.factories.tenants import PASSWORD, actor_for, make_tenant
+from tests.factories.tenants import PASSWORD, make_tenant
+from tests.integration.guests import remove_instances
 from tests.integration.pages import sign_in
 
 LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
 RUNNING_TIMEOUT_MS = 60_000  # create → domain started, inside the POST, seen through the websocket
 INSTANCE_NAME = "browser-vm"
-
-
-def _remove_leftovers(tenant, driver: LibvirtDriver) -> None:
-    """Delete (through the service, as the owner) every instance of the tenant that the UI did
-    not delete, then make sure libvirt has no domain for any of them."""
-    owner = actor_for(Membership.objects.get(tenant=tenant, role=OWNER))
-    instances = list(Instance.objects.filter(tenant=tenant))
-    for instance in instances:
-        # A POST still provisioning in the server: let it finish, so its domain is not
-        # defined again after the one below is removed.
-        deadline = time.monotonic() + 60
-        while instance.status in (Instance.PENDING, Instance.BUILDING) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            instance.refresh_from_db()
-        try:
-            if instance.status == Instance.DELETING:
-                tasks.destroy_instance(instance.pk)  # a delete that did not finish
-            elif instance.status != Instance.DELETED:
-                services.delete_instance(owner, instance=instance)  # tasks run inline in this process
-        finally:
-            driver.delete_domain(instance.public_id, missing_ok=True)
-    for instance in instances:
-        with pytest.raises(NotFound):
-            driver.domain_info(instance.public_id)
 
 
 @pytest.mark.browser
@@ -137,4 +109,4 @@ def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_co
             driver.domain_info(instance.public_id)
         assert Host.objects.get(uri=settings.PORTAL_LIBVIRT_URI).instances_count == 0
     finally:
-        _remove_leftovers(tenant, driver)
+        remove_instances(tenant, driver)

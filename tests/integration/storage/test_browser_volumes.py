@@ -21,15 +21,13 @@ from django.core.management import call_command
 expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) is not installed").expect
 
 from apps.compute import services as compute
-from apps.compute import tasks as compute_tasks
-from apps.compute.drivers.base import NotFound
 from apps.compute.models import Instance
 from apps.core.policies import OWNER
 from apps.storage.backends import get_storage_driver
 from apps.storage.models import Snapshot, Volume
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, make_tenant
-from tests.integration.guests import AGENT_TIMEOUT, settled, wait_for_line
+from tests.integration.guests import AGENT_TIMEOUT, remove_instances, settled, wait_for_line
 from tests.integration.pages import sign_in
 
 LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
@@ -58,21 +56,8 @@ def _expect_landed(page, message: str) -> None:
 def _remove_leftovers(tenant, libvirt_driver) -> None:
     """Delete the tenant's instances through the service (which frees their volumes) and their
     domains, then the volumes' files (with the qcow2 snapshots inside them) from the pool."""
-    owner = actor_for(Membership.objects.get(tenant=tenant, role=OWNER))
-    instances = list(Instance.objects.filter(tenant=tenant))
     try:
-        for instance in instances:
-            try:
-                instance = settled(instance, timeout=120)  # a provisioning not finished yet
-                if instance.status == Instance.DELETING:
-                    compute_tasks.destroy_instance(instance.pk)  # a delete that did not finish
-                elif instance.status != Instance.DELETED:
-                    compute.delete_instance(owner, instance=instance)  # tasks run inline in this process
-            finally:
-                libvirt_driver.delete_domain(instance.public_id, missing_ok=True)
-        for instance in instances:
-            with pytest.raises(NotFound):
-                libvirt_driver.domain_info(instance.public_id)
+        for instance in remove_instances(tenant, libvirt_driver):
             assert not instance.volume_attachments.exists(), "deleting the instance did not free its volumes"
     finally:
         for volume in Volume.objects.filter(tenant=tenant).select_related("pool", "pool__host"):
