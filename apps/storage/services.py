@@ -217,7 +217,7 @@ def _check_size(size_gb: int, *, at_least: int = 1, field: str = "size_gb") -> N
 
 
 def _check_pool_space(pool: StoragePool, size_gb: int) -> None:
-    """Thin pools overcommit, but not past what the backend has left at all."""
+    """Thin pools overcommit, but no volume is larger than its whole pool."""
     if pool.available_bytes and size_gb * (1 << 30) > pool.capacity_bytes:
         raise Conflict(f"Pool {pool.name} holds at most {pool.capacity_bytes >> 30} GiB.", code="no_space",
                        fields={"size_gb": ["Larger than the pool."]})
@@ -510,15 +510,18 @@ def _root_pool(instance: Instance) -> VolumeType:
     return volume_type
 
 
+def root_volume(instance: Instance) -> Volume | None:
+    attachment = VolumeAttachment.objects.select_related("volume__pool").filter(instance=instance, is_root=True).first()
+    return attachment.volume if attachment else None
+
+
 def ensure_root_volume(instance: Instance) -> Volume:
     """The root volume of a disk-image instance: a copy-on-write clone of its image, attached
     as vda (made once; the instance's create counted its quota). Part of provisioning."""
     from apps.storage.tasks import image_base
 
-    attachment = VolumeAttachment.objects.select_related("volume__pool").filter(instance=instance, is_root=True).first()
-    if attachment is not None:
-        volume = attachment.volume
-    else:
+    volume = root_volume(instance)
+    if volume is None:
         volume_type = _root_pool(instance)
         with transaction.atomic():
             volume = Volume.objects.create(
@@ -547,11 +550,6 @@ def disk_for(volume: Volume, device: str, host: Host):
     if secret is not None:
         _hypervisor(host.uri).ensure_ceph_secret(*secret)
     return replace(driver.disk_source(volume.public_id), target=device, serial=volume.public_id)
-
-
-def root_volume(instance: Instance) -> Volume | None:
-    attachment = VolumeAttachment.objects.select_related("volume__pool").filter(instance=instance, is_root=True).first()
-    return attachment.volume if attachment else None
 
 
 def instance_disks(instance: Instance) -> tuple:
