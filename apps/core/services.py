@@ -67,13 +67,13 @@ def operation_step(operation_id: int, *, step: str, progress: int, log: str = ""
     return op
 
 
-@transaction.atomic
 def operation_progress(operation_id: int, step: str, start: int, end: int):
     """A percent callback (a copy reporting 0-100) that moves the operation from `start` to
     `end` percent."""
     return lambda percent: operation_step(operation_id, step=step, progress=start + (end - start) * percent // 100)
 
 
+@transaction.atomic
 def operation_finish(operation_id: int, *, result: dict | None = None, log: str = "done") -> Operation:
     op = Operation.objects.select_for_update().get(pk=operation_id)
     op.status, op.progress, op.step = Operation.SUCCEEDED, 100, "done"
