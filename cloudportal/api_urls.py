@@ -5,6 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from apps.compute.api import views as compute
 from apps.core.api.platform_views import AuditLogViewSet, OperationViewSet
+from apps.network.api import views as network
 from apps.storage.api import views as storage
 from apps.tenants.api import views as tenants
 
@@ -25,6 +26,10 @@ router.register("snapshots", storage.SnapshotViewSet, basename="snapshot")
 router.register("backups", storage.BackupViewSet, basename="backup")
 router.register("volume-types", storage.VolumeTypeViewSet, basename="volume-type")
 router.register("storage-pools", storage.StoragePoolViewSet, basename="storage-pool")
+router.register("vpcs", network.VpcViewSet, basename="vpc")
+router.register("subnets", network.SubnetViewSet, basename="subnet")
+router.register("ports", network.PortViewSet, basename="port")
+router.register("security-groups", network.SecurityGroupViewSet, basename="security-group")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

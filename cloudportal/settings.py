@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "apps.compute",
     "apps.console",
     "apps.storage",
+    "apps.network",
 ]
 
 MIDDLEWARE = [
@@ -271,6 +272,23 @@ PORTAL_STORAGE_DRIVERS = {
     "dir": "apps.storage.drivers.dirpool.DirPoolDriver",
     "rbd": "apps.storage.drivers.rbd.RbdDriver",
 }
+
+# --- Networks ---
+# The driver writing VPCs, subnets, ports and security groups into the SDN (OVN's northbound
+# database; tests swap in the fake one).
+PORTAL_NETWORK_DRIVER = env_str("PORTAL_NETWORK_DRIVER", "apps.network.drivers.ovn.OvnDriver")
+# OVN northbound: `unix:PATH`, `tcp:HOST:PORT` or `ssl:HOST:PORT`, comma-separated for a
+# clustered database. `make run` starts a local one on var/ovn/nb.sock.
+OVN_NB_CONNECTION = env_str("OVN_NB_CONNECTION", f"unix:{VAR_DIR / 'ovn' / 'nb.sock'}")
+# Client key, certificate and CA certificate files for `ssl:` connections.
+OVN_NB_PRIVATE_KEY = env_str("OVN_NB_PRIVATE_KEY")
+OVN_NB_CERTIFICATE = env_str("OVN_NB_CERTIFICATE")
+OVN_NB_CA_CERT = env_str("OVN_NB_CA_CERT")
+# Seconds to wait for the northbound database (connecting, each transaction).
+OVN_NB_TIMEOUT = env_int("OVN_NB_TIMEOUT", 10)
+# The `portal:owner` external id on everything this installation writes into OVN; reconcile
+# never touches rows of another owner.
+PORTAL_OVN_OWNER = env_str("PORTAL_OVN_OWNER", "cloudportal")
 
 # --- VNC consoles ---
 # Seconds a console ticket may wait for its first (and only) use.

@@ -756,3 +756,115 @@ ceph_stop() {
     unset PORTAL_TEST_CEPH_CONF PORTAL_TEST_CEPH_USER PORTAL_TEST_CEPH_POOL PORTAL_TEST_CEPH_KEYRING
     _CEPH_DIR=""
 }
+
+# --------------------------------------------------------------------------------------------
+# OVN northbound database (the portal's networks go there through ovsdbapp)
+# --------------------------------------------------------------------------------------------
+# ovn-central: ovsdb-server's OVN schemas (/usr/share/ovn) and ovn-nbctl; ovn-host: ovn-controller,
+# for a full stack on this machine; openvswitch-common: ovsdb-server and ovsdb-tool;
+# openvswitch-switch: the switch a host's guests plug into.
+# shellcheck disable=SC2034  # used by the scripts that source this file
+ovn_packages=(ovn-central ovn-host openvswitch-common openvswitch-switch)
+
+OVN_NB_SCHEMA=/usr/share/ovn/ovn-nb.ovsschema
+_OVN_NB_START_TIMEOUT=15   # seconds until the socket answers (~0.02 s is typical)
+_OVN_NB_OWN_CONNECTION=""  # the OVN_NB_CONNECTION ovn_nb_start exported (vs. one the caller set)
+declare -gA _OVN_NB_STARTED=()   # DIR -> 1 for each server this shell started (ovn_nb_stop stops only those)
+
+# _ovn_nb_dir DIR: DIR as an absolute path (ovsdb-server --detach chdirs to /).
+_ovn_nb_dir() {
+    if [[ -d "$1" ]]; then (cd "$1" && pwd -P); else printf '%s\n' "$1"; fi
+}
+
+# _ovn_nb_answers SOCKET: ovn-nbctl gets an answer on the unix socket within 5 s.
+_ovn_nb_answers() {
+    ovn-nbctl --db="unix:$1" --timeout=5 show >/dev/null 2>&1
+}
+
+# ovn_nb_start DIR: an OVN northbound ovsdb-server on the unix socket DIR/nb.sock (database
+# DIR/ovnnb_db.db, kept across runs, created if missing; pid DIR/nb.pid, control socket DIR/nb.ctl,
+# log DIR/nb.log), `ovn-nbctl init`ed, and OVN_NB_CONNECTION=unix:DIR/nb.sock exported. A server
+# that is still running there from an earlier run (its pid alive, the socket answering) is reused
+# and left running; one started here is stopped on exit (on_exit ovn_nb_stop). When the caller
+# exports OVN_NB_CONNECTION (production: a real OVN cluster), it does nothing.
+ovn_nb_start() {
+    local dir db sock pidfile pid tool deadline out
+    if [[ -n "${OVN_NB_CONNECTION:-}" && "$OVN_NB_CONNECTION" != "$_OVN_NB_OWN_CONNECTION" ]]; then
+        log "using the caller's OVN_NB_CONNECTION ($OVN_NB_CONNECTION)"
+        return 0
+    fi
+    for tool in ovsdb-server ovsdb-tool ovn-nbctl; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "OVN is not installed: $tool not found (apt: ${ovn_packages[*]})"
+            return 1
+        fi
+    done
+    [[ -f "$OVN_NB_SCHEMA" ]] || { log "$OVN_NB_SCHEMA not found (apt: ovn-central)"; return 1; }
+    mkdir -p "$1" || { log "cannot create $1"; return 1; }
+    dir="$(_ovn_nb_dir "$1")"
+    db="$dir/ovnnb_db.db" sock="$dir/nb.sock" pidfile="$dir/nb.pid"
+    # a unix socket path has room for 107 bytes (sun_path), the control socket's name is as long
+    if ((${#sock} > 107)); then log "$sock is too long for a unix socket (107 bytes at most)"; return 1; fi
+
+    pid="$(head -n 1 "$pidfile" 2>/dev/null || true)"
+    # the pid file's path is on the server's command line: a recycled PID is not taken for it
+    if _pid_alive "$pid" "$pidfile" && _ovn_nb_answers "$sock"; then
+        if [[ -z "${_OVN_NB_STARTED[$dir]:-}" ]]; then
+            log "reusing the OVN northbound ovsdb-server on unix:$sock (pid $pid, not stopped at the end)"
+        fi
+    else
+        # hung, or left over from a run that was killed hard (its pid file says it is ours)
+        if [[ -n "$pid" ]]; then _kill_pid "$pid" "$pidfile" TERM; fi
+        if [[ ! -f "$db" ]]; then
+            ovsdb-tool create "$db" "$OVN_NB_SCHEMA" || { log "ovsdb-tool create $db failed"; return 1; }
+        elif [[ "$(ovsdb-tool needs-conversion "$db" "$OVN_NB_SCHEMA" 2>/dev/null)" == yes ]]; then
+            # an OVN upgrade brought a newer schema; convert keeps the data (what ovn-ctl does)
+            ovsdb-tool convert "$db" "$OVN_NB_SCHEMA" || { log "ovsdb-tool convert $db failed"; return 1; }
+        fi
+        # before the start, so that a failure or Ctrl-C from here on stops it
+        if [[ -z "${_OVN_NB_STARTED[$dir]:-}" ]]; then on_exit "ovn_nb_stop $(printf '%q' "$dir")"; fi
+        _OVN_NB_STARTED[$dir]=1
+        # --detach returns once the server listens and has written its pid file (the daemon keeps
+        # no stdio open, so $(...) does not wait for it); a stale socket file from a killed server
+        # is replaced
+        if ! out="$(ovsdb-server "$db" --remote="punix:$sock" --pidfile="$pidfile" --unixctl="$dir/nb.ctl" \
+            --log-file="$dir/nb.log" --detach </dev/null 2>&1)"; then
+            log "$out"
+            ovn_nb_stop "$dir"
+            log "ovsdb-server (OVN northbound) did not start"
+            return 1
+        fi
+        deadline=$((SECONDS + _OVN_NB_START_TIMEOUT))
+        until _ovn_nb_answers "$sock"; do
+            if ((SECONDS >= deadline)); then
+                tail -n 15 "$dir/nb.log" >&2
+                ovn_nb_stop "$dir"
+                log "the OVN northbound ovsdb-server does not answer on unix:$sock after ${_OVN_NB_START_TIMEOUT}s"
+                return 1
+            fi
+            sleep 0.1
+        done
+        log "OVN $(ovn-nbctl --version 2>/dev/null | awk 'NR == 1 {print $NF}') northbound ovsdb-server on" \
+            "unix:$sock (pid $(head -n 1 "$pidfile" 2>/dev/null))"
+    fi
+    # creates the NB_Global row if there is none yet (a fresh database); a no-op after that
+    ovn-nbctl --db="unix:$sock" --timeout=5 init || { log "ovn-nbctl init failed on unix:$sock"; return 1; }
+    _OVN_NB_OWN_CONNECTION="unix:$sock"
+    export OVN_NB_CONNECTION="$_OVN_NB_OWN_CONNECTION"
+}
+
+# ovn_nb_stop DIR: stop the server ovn_nb_start started in DIR, by the PID in DIR/nb.pid (it
+# removes its pid file and sockets itself on SIGTERM); the database stays. A server this shell
+# did not start (reused, or someone else's) is left alone. Quiet; a no-op otherwise.
+ovn_nb_stop() {
+    local dir pid
+    dir="$(_ovn_nb_dir "$1")"
+    [[ -n "${_OVN_NB_STARTED[$dir]:-}" ]] || return 0
+    pid="$(head -n 1 "$dir/nb.pid" 2>/dev/null || true)"
+    if [[ -n "$pid" ]]; then _kill_pid "$pid" "$dir/nb.pid" TERM; fi
+    unset "_OVN_NB_STARTED[$dir]"
+    if [[ "${OVN_NB_CONNECTION:-}" == "unix:$dir/nb.sock" && "$OVN_NB_CONNECTION" == "$_OVN_NB_OWN_CONNECTION" ]]; then
+        unset OVN_NB_CONNECTION
+        _OVN_NB_OWN_CONNECTION=""
+    fi
+}

@@ -19,9 +19,9 @@ export PORTAL_PORT="${PORTAL_PORT:-8000}"
 
 # --- system packages -------------------------------------------------------------------------
 # Debian packages the running portal needs: libvirt_packages (lib.sh) for compute, before
-# ensure_venv because libvirt-python builds against libvirt-dev (later: ovn-central
-# openvswitch-switch for networks).
-run_apt_packages=("${libvirt_packages[@]}")
+# ensure_venv because libvirt-python builds against libvirt-dev; ovn_packages (lib.sh) for
+# networks (the OVN northbound ovsdb-server below).
+run_apt_packages=("${libvirt_packages[@]}" "${ovn_packages[@]}")
 if ((${#run_apt_packages[@]})); then ensure_apt "${run_apt_packages[@]}"; fi
 
 # --- Python ----------------------------------------------------------------------------------
@@ -29,12 +29,16 @@ ensure_venv
 mkdir -p "$PORTAL_STATE"
 
 # --- helper daemons --------------------------------------------------------------------------
-# Daemons the portal talks to but that are not Procfile processes (later: the OVN northbound
-# ovsdb-server). Start them here with their pid files under var/ and register their stop with
-# `on_exit 'kill $(cat var/...pid)'`; they are stopped when this script ends.
+# Daemons the portal talks to but that are not Procfile processes. Each is started only if it
+# is not running already, with its pid file under var/ or the system's, and the ones started
+# here are stopped when this script ends (on_exit).
 # virtlogd + libvirtd: started (and stopped at the end) only if they are not running already and
 # PORTAL_LIBVIRT_URI is unset or qemu:///system. The tiny guest image is built once.
 libvirt_ready
+# The OVN northbound ovsdb-server the network pages write to: var/ovn/nb.sock, its database
+# var/ovn/ovnnb_db.db kept across runs; exports OVN_NB_CONNECTION=unix:<checkout>/var/ovn/nb.sock.
+# A caller's (or .env's) OVN_NB_CONNECTION, e.g. a real OVN cluster, is used as is instead.
+ovn_nb_start "$PORTAL_STATE/ovn" || die "the OVN northbound ovsdb-server did not start (see var/ovn/nb.log)"
 
 # --- database, static files, demo data, schedules (all idempotent) ---------------------------
 manage() { "$PORTAL_PY" manage.py "$@"; }

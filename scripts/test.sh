@@ -9,6 +9,8 @@
 # one throwaway Ceph cluster (one mon, one in-memory OSD, pool `rbd`, user client.portal; on free
 # local ports, started here and stopped at the end; PORTAL_TEST_CEPH_*): if Ceph cannot be
 # installed or does not come up, the run goes on without it and the tests marked `ceph` skip.
+# The OVN packages are installed here; the tests marked `ovn` start their own throwaway OVN
+# northbound ovsdb-server each (the `ovn_nb` fixture, tests/ovn.py), nothing is started here.
 #
 #   scripts/test.sh [PYTEST ARGS...]       e.g. scripts/test.sh tests/unit/test_x.py -k quota
 #   PYTEST_ARGS='-x -q' scripts/test.sh    (same, from the environment / make)
@@ -34,9 +36,10 @@ esac
 # chromium: Debian's browser, driven by Playwright through executable_path=/usr/bin/chromium
 # (no `playwright install`). libvirt_packages (lib.sh): libvirtd, QEMU, and the headers that
 # libvirt-python builds against, so before ensure_venv. ceph_packages (lib.sh): Ceph, its Python
-# bindings and libvirt's rbd backend; optional, so a failure there does not stop the run. Add
-# packages the tests need here (later: OVN, ...).
-apt_packages=(chromium "${libvirt_packages[@]}")
+# bindings and libvirt's rbd backend; optional, so a failure there does not stop the run.
+# ovn_packages (lib.sh): ovsdb-server, the OVN schemas and ovn-nbctl for the `ovn_nb` fixture;
+# required. Add packages the tests need here.
+apt_packages=(chromium "${libvirt_packages[@]}" "${ovn_packages[@]}")
 if ((run_pg)); then apt_packages+=(postgresql redis-server); fi
 ensure_apt "${apt_packages[@]}"
 ensure_apt "${ceph_packages[@]}" || log "the Ceph packages could not be installed"

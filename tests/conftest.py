@@ -1,6 +1,9 @@
-"""Shared fixtures: two tenants (A and B) with members of every role, actors and clients."""
+"""Shared fixtures: two tenants (A and B) with members of every role, actors and clients; a
+private OVN northbound ovsdb-server per test (`ovn_nb`)."""
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from apps.core.actor import Actor
 from apps.core.policies import ADMIN, MEMBER, OWNER, READONLY
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, add_member, make_tenant
+from tests.ovn import NbServer, OvnNotInstalled, start_nb
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +47,23 @@ def output_dir() -> Path:
     path = Path(settings.VAR_DIR) / "test-output"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture
+def ovn_nb(tmp_path) -> Iterator[NbServer]:
+    """A private OVN northbound ovsdb-server with a fresh database (tests/ovn.py), stopped after
+    the test. `.connection` ("unix:.../nb.sock") is for ovsdbapp, `.nbctl(*args)` runs ovn-nbctl
+    on it. Skips when OVN is not installed."""
+    if shutil.which("ovsdb-server") is None:
+        pytest.skip("OVN not installed: ovsdb-server missing (scripts/test.sh installs ovn-central)")
+    try:
+        server = start_nb(tmp_path / "ovn")
+    except OvnNotInstalled as exc:
+        pytest.skip(f"OVN not installed: {exc} (scripts/test.sh installs ovn-central)")
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

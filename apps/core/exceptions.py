@@ -44,3 +44,10 @@ class Conflict(DomainError):
 
 class QuotaExceeded(Conflict):
     code = "quota_exceeded"
+
+
+class Unavailable(DomainError):
+    """A backend the change needs did not answer; nothing was changed. Retry later."""
+
+    status = 503
+    code = "unavailable"

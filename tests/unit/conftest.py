@@ -1,5 +1,5 @@
-"""Unit tests talk to infrastructure only through the in-process fake drivers (compute and
-storage)."""
+"""Unit tests talk to infrastructure only through the in-process fake drivers (compute,
+storage and network)."""
 
 import pytest
 
@@ -25,6 +25,19 @@ def fake_storage(settings):
 
     path = "apps.storage.drivers.fake.FakeStorageDriver"
     settings.PORTAL_STORAGE_DRIVERS = {"dir": path, "rbd": path}
+    backends.forget_drivers()
+    fake.reset()
+    yield fake
+    fake.reset()
+    backends.forget_drivers()
+
+
+@pytest.fixture(autouse=True)
+def fake_network(settings):
+    from apps.network import backends
+    from apps.network.drivers import fake
+
+    settings.PORTAL_NETWORK_DRIVER = "apps.network.drivers.fake.FakeNetworkDriver"
     backends.forget_drivers()
     fake.reset()
     yield fake

@@ -24,6 +24,8 @@ from apps.compute.models import Image, Instance, InstanceGroup
 from apps.tenants.models import ApiToken, KeyPair, Membership
 from apps.storage import services as storage_services
 from apps.storage.models import Backup, Snapshot, Volume
+from apps.network import services as network_services
+from apps.network.models import VPC, Port, SecurityGroup, Subnet
 from tests.factories.compute import make_inventory
 from tests.factories.storage import make_storage
 
@@ -46,7 +48,22 @@ RESOURCES = {
     Volume: lambda owner: make_storage() and storage_services.create_volume(owner, name="a-secret-vol", size_gb=1),
     Snapshot: lambda owner: storage_services.create_snapshot(owner, volume=_available_volume(owner), name="a-snap"),
     Backup: lambda owner: storage_services.create_backup(owner, volume=_available_volume(owner), name="a-backup"),
+    VPC: lambda owner: _vpc(owner),
+    Subnet: lambda owner: _subnet(owner),
+    Port: lambda owner: network_services.create_port(owner, subnet=_subnet(owner), name="a-secret-port"),
+    SecurityGroup: lambda owner: network_services.create_security_group(owner, vpc=_vpc(owner), name="a-secret-sg"),
 }
+
+
+def _vpc(owner) -> VPC:
+    make_inventory()
+    return VPC.objects.filter(name="a-secret-vpc").first() or network_services.create_vpc(
+        owner, name="a-secret-vpc", cidr="10.9.0.0/16")
+
+
+def _subnet(owner) -> Subnet:
+    return Subnet.objects.filter(name="a-secret-subnet").first() or network_services.create_subnet(
+        owner, vpc=_vpc(owner), name="a-secret-subnet", cidr="10.9.1.0/24")
 
 
 def _available_volume(owner) -> Volume:

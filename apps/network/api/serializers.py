@@ -1,0 +1,196 @@
+from rest_framework import serializers
+
+from apps.network.models import VPC, Port, SecurityGroup, SecurityGroupRule, Subnet
+from apps.network.selectors import ipv4_allocated
+
+def _tags():
+    return serializers.ListField(child=serializers.CharField(max_length=128), required=False, max_length=50)
+
+
+class VpcSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    region = serializers.CharField(source="region.code")
+    default_security_group = serializers.SerializerMethodField()
+    subnet_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = VPC
+        fields = ["id", "name", "description", "region", "cidr", "ipv6_cidr", "default_security_group",
+                  "subnet_count", "tags", "created_at"]
+        read_only_fields = fields
+
+    def get_default_security_group(self, vpc) -> str | None:
+        groups = getattr(vpc, "default_groups", None)
+        if groups is None:
+            groups = list(vpc.security_groups.filter(is_default=True))
+        return groups[0].public_id if groups else None
+
+
+class VpcCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128)
+    cidr = serializers.CharField(max_length=43, help_text="IPv4 block, /16 to /28, e.g. 10.0.0.0/16")
+    region = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    ipv6 = serializers.BooleanField(default=False, help_text="Also give the VPC an IPv6 /56 (unique local)")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    tags = _tags()
+
+
+class VpcUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    tags = _tags()
+
+
+class RouteSerializer(serializers.Serializer):
+    destination = serializers.CharField(max_length=43)
+    nexthop = serializers.CharField(max_length=45)
+
+
+class SubnetSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    vpc = serializers.CharField(source="vpc.public_id")
+    host_routes = RouteSerializer(many=True)
+    available_ips = serializers.SerializerMethodField(help_text="Free IPv4 addresses")
+
+    class Meta:
+        model = Subnet
+        fields = ["id", "name", "description", "vpc", "cidr", "gateway_ip", "ipv6_cidr", "ipv6_gateway_ip",
+                  "dhcp_enabled", "dns_nameservers", "host_routes", "mtu", "available_ips", "tags", "created_at"]
+        read_only_fields = fields
+
+    def get_available_ips(self, subnet) -> int:
+        return subnet.network.num_addresses - 2 - ipv4_allocated(subnet)
+
+
+class SubnetCreateSerializer(serializers.Serializer):
+    vpc = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=128)
+    cidr = serializers.CharField(max_length=43, help_text="Inside the VPC's block, /29 at least")
+    gateway_ip = serializers.CharField(max_length=45, required=False, allow_null=True, default=None,
+                                       help_text="Default: the first address")
+    ipv6 = serializers.BooleanField(default=False, help_text="Add the VPC's next free IPv6 /64")
+    dhcp_enabled = serializers.BooleanField(default=True)
+    dns_nameservers = serializers.ListField(child=serializers.CharField(max_length=45), required=False, default=list)
+    host_routes = RouteSerializer(many=True, required=False, default=list)
+    mtu = serializers.IntegerField(required=False, default=1442)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    tags = _tags()
+
+
+class SubnetUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    dhcp_enabled = serializers.BooleanField(required=False)
+    dns_nameservers = serializers.ListField(child=serializers.CharField(max_length=45), required=False)
+    host_routes = RouteSerializer(many=True, required=False)
+    tags = _tags()
+
+
+class AddressPairSerializer(serializers.Serializer):
+    ip_address = serializers.CharField(max_length=43, help_text="An address or a CIDR")
+    mac_address = serializers.CharField(max_length=17, required=False, allow_blank=True, default="")
+
+
+class PortSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    subnet = serializers.CharField(source="subnet.public_id")
+    vpc = serializers.CharField(source="subnet.vpc.public_id")
+    status = serializers.CharField()
+    ip_address = serializers.SerializerMethodField()
+    ipv6_address = serializers.SerializerMethodField()
+    instance = serializers.CharField(source="instance.public_id", default=None)
+    security_groups = serializers.SerializerMethodField()
+    allowed_address_pairs = AddressPairSerializer(many=True)
+
+    class Meta:
+        model = Port
+        fields = ["id", "name", "description", "vpc", "subnet", "mac_address", "ip_address", "ipv6_address", "status",
+                  "instance", "device_index", "security_groups", "port_security_enabled", "allowed_address_pairs",
+                  "tags", "created_at"]
+        read_only_fields = fields
+
+    def _address(self, port, v6: bool) -> str | None:
+        return next((a.address for a in port.addresses.all() if (":" in a.address) == v6), None)
+
+    def get_ip_address(self, port) -> str | None:
+        return self._address(port, False)
+
+    def get_ipv6_address(self, port) -> str | None:
+        return self._address(port, True)
+
+    def get_security_groups(self, port) -> list[str]:
+        return sorted(g.public_id for g in port.security_groups.all())
+
+
+class PortCreateSerializer(serializers.Serializer):
+    subnet = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    ip_address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None,
+                                       help_text="Default: the lowest free address")
+    ipv6_address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None)
+    security_groups = serializers.ListField(child=serializers.CharField(max_length=32), required=False,
+                                            allow_null=True, default=None, max_length=10,
+                                            help_text="Default: the VPC's default group")
+    port_security_enabled = serializers.BooleanField(default=True)
+    allowed_address_pairs = AddressPairSerializer(many=True, required=False, default=list)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    tags = _tags()
+
+
+class PortUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    security_groups = serializers.ListField(child=serializers.CharField(max_length=32), required=False,
+                                            max_length=10)
+    port_security_enabled = serializers.BooleanField(required=False)
+    allowed_address_pairs = AddressPairSerializer(many=True, required=False)
+    tags = _tags()
+
+
+class RuleSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    remote_group = serializers.CharField(source="remote_group.public_id", default=None)
+
+    class Meta:
+        model = SecurityGroupRule
+        fields = ["id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
+                  "remote_group", "description", "created_at"]
+        read_only_fields = fields
+
+
+class RuleCreateSerializer(serializers.Serializer):
+    direction = serializers.CharField(max_length=8, help_text="ingress or egress")
+    ethertype = serializers.CharField(max_length=4, required=False, default="IPv4", help_text="IPv4 or IPv6")
+    protocol = serializers.CharField(max_length=4, required=False, default="any", help_text="tcp, udp, icmp or any")
+    port_range_min = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                              help_text="tcp/udp: first port; icmp: type")
+    port_range_max = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                              help_text="tcp/udp: last port; icmp: code")
+    remote_ip_prefix = serializers.CharField(max_length=43, required=False, allow_blank=True, default="",
+                                             help_text="Source (ingress) or destination (egress) CIDR")
+    remote_group = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                         help_text="Or a security group of the same VPC: its members' addresses")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class SecurityGroupSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    vpc = serializers.CharField(source="vpc.public_id")
+    rules = RuleSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = SecurityGroup
+        fields = ["id", "name", "description", "vpc", "is_default", "rules", "created_at"]
+        read_only_fields = fields
+
+
+class SecurityGroupCreateSerializer(serializers.Serializer):
+    vpc = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=128)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class SecurityGroupUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+

@@ -1,0 +1,421 @@
+"""OVN northbound driver, through ovsdbapp (as OpenStack's OVN driver does).
+
+One IDL connection per process (made again after a fork: django-q2 forks its workers), reads
+from its local cache, one transaction per logical change. What the portal makes:
+
+  VPC       Logical_Router `vpc-…`
+  subnet    Logical_Switch `subnet-…`; its router port `lrp-subnet-…` (gateway addresses,
+            router MAC, IPv6 RAs) and the switch's `router` port `rp-subnet-…`; DHCP_Options
+            rows for IPv4 / IPv6 (found by external_ids)
+  port      Logical_Switch_Port named by the port's UUID (libvirt's interfaceid)
+  group     Port_Group `pg_sg_…` with one allow-related ACL per rule; ports with port
+            security are also in `portal_drop`, whose ACLs drop all other IP traffic
+
+Every row carries external_ids `portal:owner`, `portal:kind`, `portal:id` (the public id) and
+`portal:tenant`."""
+
+from __future__ import annotations
+
+import os
+import threading
+from ipaddress import ip_network
+
+from ovsdbapp import exceptions as ovsdb_exceptions
+from ovsdbapp.backend.ovs_idl import command as ovsdb_command
+from ovsdbapp.backend.ovs_idl import connection, idlutils
+
+from apps.network.drivers.base import (
+    PORT,
+    ROUTER,
+    SECURITY_GROUP,
+    SWITCH,
+    NetworkDriver,
+    NetworkError,
+    PortSpec,
+    RouterSpec,
+    Rule,
+    SecurityGroupSpec,
+    SwitchSpec,
+    Unavailable,
+)
+
+OWNER, KIND, ID, TENANT, RULE, IP_VERSION, DEVICE = (
+    "portal:owner", "portal:kind", "portal:id", "portal:tenant", "portal:rule", "portal:ip_version", "portal:device")
+DROP_GROUP = "portal_drop"
+# Below the rules: ports with port security drop the IP traffic no rule allows (OVN lets
+# ARP and IPv6 neighbour discovery through on its own).
+DROP_PRIORITY, ALLOW_PRIORITY = 1001, 1002
+DHCP_LEASE_SECONDS = 43200
+_ANYWHERE = {"0.0.0.0/0", "::/0"}
+_TABLES = {ROUTER: "Logical_Router", SWITCH: "Logical_Switch", PORT: "Logical_Switch_Port",
+           SECURITY_GROUP: "Port_Group"}
+
+
+class _SetColumns(ovsdb_command.BaseCommand):
+    """Set columns to exactly these values (ovsdbapp's db_set merges map columns)."""
+
+    def __init__(self, api, table, record, columns: dict):
+        super().__init__(api)
+        self.table, self.record, self.columns = table, record, columns
+
+    def run_idl(self, txn):
+        row = self.api.lookup(self.table, self.record)
+        for column, value in self.columns.items():
+            setattr(row, column, value)
+
+
+def _normal(value):
+    """A column's value in a comparable form: rows as their uuids, lists as sorted strings."""
+    if isinstance(value, (list, tuple, set)):
+        return sorted(str(getattr(v, "uuid", v)) for v in value)
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+def _ovn_set(values) -> str:
+    """OVN's syntax for a set inside an option: `{a, b}`."""
+    return "{" + ", ".join(values) + "}"
+
+
+def rule_match(rule: Rule, port_group: str) -> str:
+    """An ACL match for a rule: ingress rules match what is sent to the group's ports, egress
+    rules what they send."""
+    ip = "ip4" if rule.ethertype == "IPv4" else "ip6"
+    if rule.direction == "ingress":
+        parts, remote = [f"outport == @{port_group}", ip], f"{ip}.src"
+    else:
+        parts, remote = [f"inport == @{port_group}", ip], f"{ip}.dst"
+    if rule.remote_group:
+        parts.append(f"{remote} == ${rule.remote_group}_{ip}")
+    elif rule.remote_prefix and rule.remote_prefix not in _ANYWHERE:
+        parts.append(f"{remote} == {rule.remote_prefix}")
+    if rule.protocol in ("tcp", "udp"):
+        parts.append(rule.protocol)
+        low, high = rule.port_min, rule.port_max
+        if low is not None and high is not None and (low, high) != (1, 65535):
+            parts.append(f"{rule.protocol}.dst == {low}" if low == high
+                         else f"{rule.protocol}.dst >= {low} && {rule.protocol}.dst <= {high}")
+    elif rule.protocol == "icmp":
+        icmp = "icmp4" if ip == "ip4" else "icmp6"
+        parts.append(icmp)
+        if rule.port_min is not None:
+            parts.append(f"{icmp}.type == {rule.port_min}")
+        if rule.port_max is not None:
+            parts.append(f"{icmp}.code == {rule.port_max}")
+    return " && ".join(parts)
+
+
+def _acl(rule: Rule, port_group: str) -> tuple[str, int, str, str]:
+    direction = "to-lport" if rule.direction == "ingress" else "from-lport"
+    return direction, ALLOW_PRIORITY, rule_match(rule, port_group), "allow-related"
+
+
+_BASELINE = {
+    "drop-from": ("from-lport", DROP_PRIORITY, f"inport == @{DROP_GROUP} && ip", "drop"),
+    "drop-to": ("to-lport", DROP_PRIORITY, f"outport == @{DROP_GROUP} && ip", "drop"),
+    # OVN answers DHCP after the ACL stage, so the requests must get through the drop.
+    "dhcp4": ("from-lport", ALLOW_PRIORITY, f"inport == @{DROP_GROUP} && ip4 && udp.src == 68 && udp.dst == 67",
+              "allow"),
+    "dhcp6": ("from-lport", ALLOW_PRIORITY, f"inport == @{DROP_GROUP} && ip6 && udp.src == 546 && udp.dst == 547",
+              "allow"),
+}
+
+
+class OvnDriver(NetworkDriver):
+    def __init__(self, connection_string: str, *, owner: str = "cloudportal", timeout: int = 10,
+                 private_key: str = "", certificate: str = "", ca_cert: str = ""):
+        self.connection_string = connection_string
+        self.owner = owner
+        self.timeout = timeout
+        self.ssl = (private_key, certificate, ca_cert)
+        self._api = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    # --- connection -----------------------------------------------------------------------
+
+    @property
+    def api(self):
+        with self._lock:
+            if self._api is None or self._pid != os.getpid():
+                self._api, self._pid = self._connect(), os.getpid()
+            return self._api
+
+    def _connect(self):
+        from ovs import stream
+        from ovsdbapp.schema.ovn_northbound import impl_idl
+
+        key, cert, ca = self.ssl
+        if key:
+            stream.Stream.ssl_set_private_key_file(key)
+            stream.Stream.ssl_set_certificate_file(cert)
+            stream.Stream.ssl_set_ca_cert_file(ca)
+        # ovsdbapp keeps the connection on the API class: a class of our own per connection
+        # keeps drivers (and a forked worker's new connection) apart.
+        api_class = type("PortalNbApi", (impl_idl.OvnNbApiIdlImpl,), {"_ovsdb_connection": None})
+        try:
+            idl = connection.OvsdbIdl.from_server(self.connection_string, "OVN_Northbound")
+            return api_class(connection.Connection(idl, timeout=self.timeout))
+        except Exception as exc:  # ovs raises bare Exceptions for unreachable servers
+            raise Unavailable(f"OVN northbound {self.connection_string} does not answer: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            if self._api is not None and self._pid == os.getpid():
+                self._api.ovsdb_connection.stop()
+            self._api = None
+
+    def _commit(self, commands: list) -> None:
+        if not commands:
+            return
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                for command in commands:
+                    txn.add(command)
+        except ovsdb_exceptions.TimeoutException as exc:
+            raise Unavailable(f"OVN northbound timed out: {exc}") from exc
+        except (RuntimeError, idlutils.RowNotFound) as exc:
+            raise NetworkError(f"OVN northbound refused the change: {exc}") from exc
+
+    # --- reads from the local cache --------------------------------------------------------
+
+    def _row(self, table: str, name: str):
+        return self.api.lookup(table, name, default=None)
+
+    def _rows(self, table: str) -> list:
+        api = self.api
+        with api.ovsdb_connection.lock:
+            return list(api.tables[table].rows.values())
+
+    def _ours(self, row, kind: str) -> bool:
+        ids = row.external_ids
+        return ids.get(OWNER) == self.owner and ids.get(KIND) == kind
+
+    def _ids(self, kind: str, public_id: str, tenant: str, **extra: str) -> dict[str, str]:
+        return {OWNER: self.owner, KIND: kind, ID: public_id, TENANT: tenant, **extra}
+
+    def _sync(self, table: str, row, wanted: dict, label: str, commands: list) -> list[str]:
+        """Commands that make `row`'s columns equal `wanted`, and the names of those that differ."""
+        changed = [column for column, value in wanted.items() if _normal(getattr(row, column)) != _normal(value)]
+        if changed:
+            commands.append(_SetColumns(self.api, table, row.uuid, {c: wanted[c] for c in changed}))
+        return [f"{label}: {column} differed" for column in changed]
+
+    # --- routers (VPCs) -------------------------------------------------------------------
+
+    def ensure_router(self, spec: RouterSpec) -> list[str]:
+        ids = self._ids(ROUTER, spec.name, spec.tenant)
+        row = self._row("Logical_Router", spec.name)
+        commands: list = []
+        if row is None:
+            commands.append(self.api.lr_add(spec.name, may_exist=True, external_ids=ids))
+            changes = [f"router {spec.name}: created"]
+        else:
+            changes = self._sync("Logical_Router", row, {"external_ids": ids}, f"router {spec.name}", commands)
+        self._commit(commands)
+        return changes
+
+    def delete_router(self, name: str) -> None:
+        self._commit([self.api.lr_del(name, if_exists=True)])
+
+    # --- switches (subnets) ---------------------------------------------------------------
+
+    def _dhcp_rows(self, switch: str) -> dict[str, object]:
+        return {row.external_ids.get(IP_VERSION): row for row in self._rows("DHCP_Options")
+                if row.external_ids.get(ID) == switch and row.external_ids.get(OWNER) == self.owner}
+
+    @staticmethod
+    def _dhcp_options(spec: SwitchSpec) -> dict[str, dict[str, str]]:
+        """What OVN's DHCP answers with, per IP version (`4`, `6`)."""
+        wanted: dict[str, dict[str, str]] = {}
+        v4_dns = [d for d in spec.dns if ":" not in d]
+        v6_dns = [d for d in spec.dns if ":" in d]
+        options = {"server_id": spec.gateway, "server_mac": spec.router_mac, "router": spec.gateway,
+                   "lease_time": str(DHCP_LEASE_SECONDS), "mtu": str(spec.mtu)}
+        if v4_dns:
+            options["dns_server"] = _ovn_set(v4_dns)
+        if spec.routes:
+            # With option 121 clients ignore `router`, so the default route goes in too.
+            routes = [f"{r.destination},{r.nexthop}" for r in spec.routes] + [f"0.0.0.0/0,{spec.gateway}"]
+            options["classless_static_route"] = _ovn_set(routes)
+        wanted["4"] = options
+        if spec.ipv6_cidr:
+            wanted["6"] = {"server_id": spec.router_mac, **({"dns_server": _ovn_set(v6_dns)} if v6_dns else {})}
+        return wanted
+
+    def ensure_switch(self, spec: SwitchSpec) -> list[str]:
+        api, commands, changes = self.api, [], []
+        ids = self._ids(SWITCH, spec.name, spec.tenant)
+        label = f"switch {spec.name}"
+
+        switch = self._row("Logical_Switch", spec.name)
+        if switch is None:
+            commands.append(api.ls_add(spec.name, may_exist=True, external_ids=ids))
+            changes.append(f"{label}: created")
+        else:
+            changes += self._sync("Logical_Switch", switch, {"external_ids": ids}, label, commands)
+
+        networks = [f"{spec.gateway}/{ip_network(spec.cidr).prefixlen}"]
+        ra = {}
+        if spec.ipv6_cidr:
+            networks.append(f"{spec.ipv6_gateway}/{ip_network(spec.ipv6_cidr).prefixlen}")
+            ra = {"address_mode": "dhcpv6_stateful", "send_periodic": "true", "mtu": str(spec.mtu)}
+        router_port = self._row("Logical_Router_Port", spec.router_port)
+        lrp_columns = {"mac": spec.router_mac, "networks": networks, "ipv6_ra_configs": ra, "external_ids": ids}
+        if router_port is None:
+            commands.append(api.lrp_add(spec.router, spec.router_port, spec.router_mac, networks, may_exist=True,
+                                        ipv6_ra_configs=ra, external_ids=ids))
+            changes.append(f"{label}: router port created")
+        else:
+            changes += self._sync("Logical_Router_Port", router_port, lrp_columns, f"{label} router port", commands)
+
+        peer_name = f"rp-{spec.name}"
+        peer = self._row("Logical_Switch_Port", peer_name)
+        peer_columns = {"type": "router", "addresses": ["router"], "options": {"router-port": spec.router_port},
+                        "external_ids": ids}
+        if peer is None:
+            commands.append(api.lsp_add(spec.name if switch is not None else commands[0], peer_name,
+                                        may_exist=True, **peer_columns))
+            changes.append(f"{label}: router-side switch port created")
+        else:
+            changes += self._sync("Logical_Switch_Port", peer, peer_columns, f"{label} router-side port", commands)
+
+        changes += self._ensure_dhcp(spec, commands)
+        self._commit(commands)
+        return changes
+
+    def _ensure_dhcp(self, spec: SwitchSpec, commands: list) -> list[str]:
+        api, changes = self.api, []
+        wanted = self._dhcp_options(spec) if spec.dhcp else {}
+        current = self._dhcp_rows(spec.name)
+        cidrs = {"4": spec.cidr, "6": spec.ipv6_cidr}
+        for version, row in current.items():
+            if version not in wanted:
+                commands.append(api.dhcp_options_del(row.uuid))
+                changes.append(f"switch {spec.name}: DHCPv{version} options removed")
+        for version, options in wanted.items():
+            ids = self._ids(SWITCH, spec.name, spec.tenant, **{IP_VERSION: version})
+            row = current.get(version)
+            if row is None:
+                add = api.dhcp_options_add(cidrs[version], **ids)
+                commands += [add, _SetColumns(api, "DHCP_Options", add, {"options": options})]
+                changes.append(f"switch {spec.name}: DHCPv{version} options created")
+            else:
+                columns = {"cidr": str(ip_network(cidrs[version])), "options": options, "external_ids": ids}
+                changes += self._sync("DHCP_Options", row, columns, f"switch {spec.name} DHCPv{version}", commands)
+        return changes
+
+    def delete_switch(self, name: str) -> None:
+        api = self.api
+        commands = [api.lrp_del(f"lrp-{name}", if_exists=True), api.ls_del(name, if_exists=True)]
+        commands += [api.dhcp_options_del(row.uuid) for row in self._dhcp_rows(name).values()]
+        self._commit(commands)
+
+    # --- security groups --------------------------------------------------------------------
+
+    def _ensure_port_group(self, name: str, ids: dict, acls: dict[str, tuple], commands: list) -> list[str]:
+        """The port group `name` with exactly these ACLs (by key: direction, priority, match,
+        action); other ACLs on it are removed."""
+        api, changes = self.api, []
+        group = self._row("Port_Group", name)
+        if group is None:
+            group = api.pg_add(name, may_exist=True, external_ids=ids, acls=[], ports=[])
+            commands.append(group)
+            changes.append(f"port group {name}: created")
+            current = {}
+        else:
+            changes += self._sync("Port_Group", group, {"external_ids": ids}, f"port group {name}", commands)
+            current = {acl.external_ids.get(RULE): acl for acl in group.acls}
+        for key, acl in current.items():
+            if key not in acls or (acl.direction, acl.priority, acl.match, acl.action) != acls[key]:
+                commands.append(api.db_remove("Port_Group", name, "acls", acl.uuid))
+                changes.append(f"port group {name}: ACL {key} removed" if key not in acls
+                               else f"port group {name}: ACL {key} differed")
+        for key, (direction, priority, match, action) in acls.items():
+            acl = current.get(key)
+            if acl is None or (acl.direction, acl.priority, acl.match, acl.action) != acls[key]:
+                commands.append(api.pg_acl_add(group if isinstance(group, ovsdb_command.BaseCommand) else name,
+                                               direction, priority, match, action,
+                                               **{OWNER: self.owner, RULE: key}))
+                if acl is None and current:
+                    changes.append(f"port group {name}: ACL {key} missing")
+        return changes
+
+    def ensure_baseline(self) -> list[str]:
+        commands: list = []
+        changes = self._ensure_port_group(DROP_GROUP, {OWNER: self.owner, KIND: "baseline"}, _BASELINE, commands)
+        self._commit(commands)
+        return changes
+
+    def ensure_security_group(self, spec: SecurityGroupSpec) -> list[str]:
+        commands: list = []
+        acls = {rule.id: _acl(rule, spec.name) for rule in spec.rules}
+        changes = self._ensure_port_group(spec.name, self._ids(SECURITY_GROUP, spec.public_id, spec.tenant), acls,
+                                          commands)
+        self._commit(commands)
+        return changes
+
+    def delete_security_group(self, name: str) -> None:
+        self._commit([self.api.pg_del(name, if_exists=True)])
+
+    # --- ports ------------------------------------------------------------------------------
+
+    def ensure_port(self, spec: PortSpec) -> list[str]:
+        api, commands, changes = self.api, [], []
+        label = f"port {spec.public_id}"
+        if spec.port_security and self._row("Port_Group", DROP_GROUP) is None:
+            self.ensure_baseline()
+        addresses = " ".join(spec.addresses)
+        security: list[str] = []
+        if spec.port_security:
+            same_mac = [p.ip for p in spec.allowed_pairs if not p.mac or p.mac == spec.mac]
+            security = [" ".join([spec.mac, addresses, *same_mac])]
+            security += [f"{p.mac} {p.ip}" for p in spec.allowed_pairs if p.mac and p.mac != spec.mac]
+        dhcp = self._dhcp_rows(spec.switch)
+        has_v4 = any(":" not in a for a in spec.addresses)
+        has_v6 = any(":" in a for a in spec.addresses)
+        columns = {
+            "addresses": [f"{spec.mac} {addresses}"],
+            "port_security": security,
+            "dhcpv4_options": [dhcp["4"].uuid] if "4" in dhcp and has_v4 else [],
+            "dhcpv6_options": [dhcp["6"].uuid] if "6" in dhcp and has_v6 else [],
+            "external_ids": self._ids(PORT, spec.public_id, spec.tenant, **{DEVICE: spec.device}),
+        }
+        row = self._row("Logical_Switch_Port", spec.name)
+        if row is None:
+            port = api.lsp_add(spec.switch, spec.name, may_exist=True, addresses=columns["addresses"],
+                               port_security=security, external_ids=columns["external_ids"])
+            commands += [port, _SetColumns(api, "Logical_Switch_Port", port,
+                                           {k: columns[k] for k in ("dhcpv4_options", "dhcpv6_options")})]
+            changes.append(f"{label}: created")
+            member_of: set[str] = set()
+        else:
+            port = spec.name
+            changes += self._sync("Logical_Switch_Port", row, columns, label, commands)
+            member_of = {group.name for group in self._rows("Port_Group") if row in group.ports}
+        groups = set(spec.security_groups) | ({DROP_GROUP} if spec.port_security else set())
+        for name in sorted(groups - member_of):
+            commands.append(api.pg_add_ports(name, port))
+            if row is not None:
+                changes.append(f"{label}: missing from port group {name}")
+        for name in sorted(member_of - groups):
+            commands.append(api.pg_del_ports(name, spec.name, if_exists=True))
+            changes.append(f"{label}: removed from port group {name}")
+        self._commit(commands)
+        return changes
+
+    def delete_port(self, name: str) -> None:
+        self._commit([self.api.lsp_del(name, if_exists=True)])
+
+    def port_is_up(self, name: str) -> bool | None:
+        row = self._row("Logical_Switch_Port", name)
+        if row is None:
+            return None
+        return bool(row.up and row.up[0])
+
+    def inventory(self) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for kind, table in _TABLES.items():
+            found[kind] = {row.name for row in self._rows(table) if self._ours(row, kind)}
+        return found
