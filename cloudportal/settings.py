@@ -286,6 +286,8 @@ OVN_NB_CERTIFICATE = env_str("OVN_NB_CERTIFICATE")
 OVN_NB_CA_CERT = env_str("OVN_NB_CA_CERT")
 # Seconds to wait for the northbound database (connecting, each transaction).
 OVN_NB_TIMEOUT = env_int("OVN_NB_TIMEOUT", 10)
+# The Open vSwitch integration bridge on every hypervisor host (ovn-controller's).
+PORTAL_OVN_BRIDGE = env_str("PORTAL_OVN_BRIDGE", "br-int")
 # The `portal:owner` external id on everything this installation writes into OVN; reconcile
 # never touches rows of another owner.
 PORTAL_OVN_OWNER = env_str("PORTAL_OVN_OWNER", "cloudportal")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from apps.compute.models import Flavor, Image, Instance, InstanceGroup
 from apps.core.actor import Actor
@@ -11,10 +11,13 @@ from apps.core.models import AuditRecord
 
 
 def list_instances(actor: Actor, *, include_deleted: bool = False) -> QuerySet[Instance]:
+    from apps.network.models import Port
+
     # Only the joins the list shows: each extra join costs PostgreSQL planning time per page.
+    interfaces = Port.objects.select_related("subnet").prefetch_related("addresses").order_by("device_index")
     return Instance.objects.for_actor(actor, include_deleted=include_deleted).select_related(
         "flavor", "image", "host", "availability_zone", "key_pair", "group"
-    )
+    ).prefetch_related(Prefetch("ports", queryset=interfaces))
 
 
 def get_instance(actor: Actor, public_id: str, *, include_deleted: bool = False) -> Instance:

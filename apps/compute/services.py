@@ -383,9 +383,13 @@ def _instance_usage(flavor: Flavor, count: int = 1, *, boot_disk: bool = False) 
 @audited("instance.create", area="compute")
 def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pair: str | None = None,
                      count: int = 1, availability_zone: str | None = None, user_data: str = "",
-                     description: str = "", isolation_group: str | None = None) -> list[Instance]:
+                     description: str = "", isolation_group: str | None = None, subnet: str | None = None,
+                     security_groups: list[str] | None = None, ip_address: str | None = None) -> list[Instance]:
     """Create `count` instances: validate, count quota, place each on a host (claims under row
-    locks), write them `pending` with an operation, and queue their provisioning on commit."""
+    locks), write them `pending` with an operation, and queue their provisioning on commit.
+    With a `subnet`, each gets its primary interface there (`security_groups`, default the
+    VPC's default group; `ip_address` for a single instance)."""
+    from apps.network import services as network
     from apps.compute.tasks import provision_instance
     from apps.core.services import start_operation
     from apps.core.tasks import enqueue_on_commit
@@ -401,6 +405,10 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         errors["count"] = [f"Between 1 and {MAX_BATCH}."]
     if len(user_data.encode()) > USER_DATA_LIMIT:
         errors["user_data"] = [f"At most {USER_DATA_LIMIT // 1024} KiB."]
+    if ip_address and count != 1:
+        errors["ip_address"] = ["One address fits one instance; leave it out for a batch."]
+    if (security_groups is not None or ip_address) and not subnet:
+        errors["subnet"] = ["Security groups and addresses need a subnet."]
     if errors:
         raise ValidationFailed("The request is not valid.", fields=errors)
     flavor_obj = lookup(actor, Flavor.objects, flavor, field="flavor", label="flavor", key="name")
@@ -417,6 +425,10 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         if zone is None:
             raise NotFound(f"No availability zone {availability_zone}.", fields={"availability_zone": ["Unknown."]})
     _check_fit(flavor_obj, image_obj)
+    subnet_obj = network.resolve_subnet(actor, subnet) if subnet else None
+    if subnet_obj and subnet_obj.vpc.region.code != settings.PORTAL_DEFAULT_REGION:
+        raise ValidationFailed(f"Subnet {subnet_obj.public_id} is in region {subnet_obj.vpc.region.code}.",
+                               fields={"subnet": [f"Not in region {settings.PORTAL_DEFAULT_REGION}."]})
 
     quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION,
                    amounts=_instance_usage(flavor_obj, count, boot_disk=image_obj.boot == Image.DISK))
@@ -431,6 +443,9 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
             flavor=flavor_obj, image=image_obj, key_pair=key_pair_obj, group=group, vcpus=flavor_obj.vcpus,
             ram_mb=flavor_obj.ram_mb, user_data=user_data,
         )
+        if subnet_obj:
+            network.create_instance_port(actor, instance=instance, subnet=subnet_obj,
+                                         security_groups=security_groups, ip_address=ip_address)
         operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
                                     resource_id=instance.public_id)
         enqueue_on_commit(provision_instance, instance.pk, operation.pk)

@@ -38,7 +38,9 @@ def serial_log_path(instance: Instance) -> Path:
 
 def domain_spec(instance: Instance) -> DomainSpec:
     """The domain as the database wants it, with every volume plugged in (the root disk of a
-    disk-image instance first), so recreating or redefining it keeps them."""
+    disk-image instance first) and every network interface, so recreating or redefining it
+    keeps them."""
+    from apps.network import services as network
     from apps.storage import services as storage
 
     image, host = instance.image, instance.host
@@ -50,7 +52,8 @@ def domain_spec(instance: Instance) -> DomainSpec:
     log.parent.mkdir(parents=True, exist_ok=True)
     return DomainSpec(
         name=instance.public_id, vcpus=instance.vcpus, memory_mb=instance.ram_mb, virt_type=host.effective_virt_type,
-        arch=image.arch, kernel=kernel, disks=storage.instance_disks(instance), serial_log=str(log),
+        arch=image.arch, kernel=kernel, disks=storage.instance_disks(instance), nics=network.instance_nics(instance),
+        serial_log=str(log),
         vnc_listen=host.management_address, title=instance.name[:64],
         labels=(("tenant", instance.tenant.public_id), ("instance", instance.public_id)),
     )

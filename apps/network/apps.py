@@ -19,3 +19,8 @@ class NetworkConfig(AppConfig):
         register_quota("security_group_rules", "Security group rules", default=1000)
         register_nav("network", "VPCs", "vpc-list", area="network")
         register_nav("network", "Security groups", "security-group-list", area="network")
+
+        from apps.compute.signals import instance_deleted
+        from apps.network.services import release_ports
+
+        instance_deleted.connect(release_ports, dispatch_uid="network.release_ports")

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import secrets
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -32,10 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Spec builders, IPAM (part of the audited port services) and the scheduled reconcile (which
-# records what it did as the system).
-UNAUDITED = ("router_spec", "switch_spec", "port_spec", "security_group_spec", "reconcile_network", "allocate_address",
-             "publish_network")
+# Spec builders, IPAM (part of the audited port services), what compute calls while it creates,
+# builds and deletes instances (part of those audited actions), and the scheduled reconcile
+# (which records what it did as the system).
+UNAUDITED = ("router_spec", "switch_spec", "port_spec", "security_group_spec", "reconcile_network",
+             "allocate_address", "nic_spec", "instance_nics", "resolve_subnet", "create_instance_port",
+             "release_ports", "publish_network")
 
 VPC_PREFIXES = (16, 28)  # like AWS: a /16 at most, a /28 at least
 SUBNET_MAX_PREFIX = 29  # network, gateway and broadcast leave a /29 five addresses
@@ -57,7 +60,7 @@ def publish_network(obj, action: str) -> None:
 @contextmanager
 def _backend():
     """Run backend writes; on a failure undo the ones already done (in reverse) and answer
-    503 (did not answer) or 502-like 409 (refused). Yields the undo list to append to."""
+    503 (did not answer) or 409 (refused). Yields the undo list to append to."""
     undo: list = []
     try:
         yield undo
@@ -69,7 +72,7 @@ def _backend():
                 log.warning("could not undo a network change; the reconcile will remove it", exc_info=True)
         if isinstance(exc, driver.Unavailable):
             raise Unavailable(f"The network control plane is unavailable: {exc}") from exc
-        raise Conflict(f"The network control plane refused the change: {exc}", code="network_error") from exc
+        raise Conflict(f"The change was refused: {exc}", code="network_error") from exc
 
 
 def router_spec(vpc: VPC) -> driver.RouterSpec:
@@ -625,14 +628,11 @@ def _check_pairs(pairs: list | None) -> list[dict]:
     return checked
 
 
-@audited("port.create", area="network")
-def create_port(actor: Actor, *, subnet: Subnet, name: str = "", ip_address: str | None = None,
-                ipv6_address: str | None = None, security_groups: list[str] | None = None,
-                port_security_enabled: bool = True, allowed_address_pairs: list[dict] | None = None,
-                description: str = "", tags: list[str] | None = None) -> Port:
-    """A network interface on the subnet with an address from its IPv4 block (the one asked
-    for, else the lowest free) and, on dual-stack subnets, its IPv6 /64; in the VPC's default
-    security group unless groups are given."""
+def _new_port(actor: Actor, subnet: Subnet, *, name: str = "", ip_address: str | None = None,
+              ipv6_address: str | None = None, security_groups: list[str] | None = None,
+              port_security_enabled: bool = True, allowed_address_pairs: list[dict] | None = None,
+              description: str = "", tags: list[str] | None = None, **binding) -> Port:
+    """The rows of a new port (quota, addresses, groups); the caller writes it into the SDN."""
     from apps.tenants import quotas
 
     permissions.require(actor, subnet, "create")
@@ -650,12 +650,20 @@ def create_port(actor: Actor, *, subnet: Subnet, name: str = "", ip_address: str
     port = Port.objects.create(tenant=subnet.tenant, subnet=subnet, name=clean_name(name) if name else "",
                                created_by=actor.user, description=description, mac_address=_random_mac(),
                                port_security_enabled=port_security_enabled, allowed_address_pairs=pairs,
-                               tags=_tags(tags))
+                               tags=_tags(tags), **binding)
     allocate_address(subnet, port, requested=ip_address)
     if subnet.ipv6_cidr:
         allocate_address(subnet, port, version=6, requested=ipv6_address, field="ipv6_address")
     port.security_groups.set(groups)
-    port = _ports_with_specs(Port.objects).get(pk=port.pk)
+    return _ports_with_specs(Port.objects).get(pk=port.pk)
+
+
+@audited("port.create", area="network")
+def create_port(actor: Actor, *, subnet: Subnet, **options) -> Port:
+    """A network interface on the subnet with an address from its IPv4 block (`ip_address`,
+    else the lowest free) and, on dual-stack subnets, its IPv6 /64; in the VPC's default
+    security group unless `security_groups` are given; attach it to instances later."""
+    port = _new_port(actor, subnet, **options)
     with _backend():
         get_network_driver().ensure_port(port_spec(port))
     publish_network(port, "created")
@@ -712,6 +720,132 @@ def delete_port(actor: Actor, *, port: Port) -> Port:
     with _backend():
         get_network_driver().delete_port(port.switch_port)
     publish_network(port, "deleted")
+    return port
+
+
+# --- instances' interfaces -------------------------------------------------------------------
+
+def nic_spec(port: Port):
+    from django.conf import settings
+
+    from apps.compute.drivers.base import NicSpec
+
+    return NicSpec(mac=port.mac_address, port_id=port.switch_port, bridge=settings.PORTAL_OVN_BRIDGE,
+                   mtu=port.subnet.mtu)
+
+
+def instance_nics(instance) -> tuple:
+    """The instance's interfaces for its domain definition (primary first), their ports made
+    sure of in the SDN first: compute asks whenever it defines the domain (build, start,
+    rebuild, move), so a port lost in the backend is back before the guest needs it."""
+    from apps.compute.drivers.base import DriverError
+
+    ports = list(_ports_with_specs(Port.objects.filter(instance=instance)).order_by("device_index"))
+    backend = get_network_driver()
+    try:
+        for port in ports:
+            backend.ensure_port(port_spec(port))
+    except driver.NetworkError as exc:
+        raise DriverError(f"network: {exc}") from exc
+    return tuple(nic_spec(port) for port in ports)
+
+
+def resolve_subnet(actor: Actor, ref: str) -> Subnet:
+    return lookup(actor, Subnet.objects.select_related("vpc"), ref, field="subnet", label="subnet")
+
+
+def create_instance_port(actor: Actor, *, instance, subnet: Subnet, security_groups: list[str] | None = None,
+                         ip_address: str | None = None) -> Port:
+    """Part of instance.create: the instance's primary interface (deleted with it). Only rows
+    here; the build task writes it into the SDN before the domain starts (instance_nics)."""
+    return _new_port(actor, subnet, name=f"{instance.name} eth0", ip_address=ip_address,
+                     security_groups=security_groups, instance=instance, device_index=0,
+                     delete_on_termination=True)
+
+
+def release_ports(sender, *, instance, **kwargs) -> None:
+    """An instance is gone (compute's `instance_deleted`): the ports made with it go too, the
+    others stay, detached."""
+    from apps.tenants import quotas
+
+    backend = get_network_driver()
+    for port in _ports_with_specs(Port.objects.filter(instance=instance)):
+        if port.delete_on_termination:
+            port.delete()
+            quotas.release(port.tenant, region=port.subnet.vpc.region.code, amounts={"ports": 1})
+            backend.delete_port(port.switch_port)
+        else:
+            port.instance, port.device_index = None, None
+            port.save(update_fields=["instance", "device_index", "updated_at"])
+            backend.ensure_port(port_spec(port))
+        publish_network(port, "released")
+
+
+def _plugged_instance(instance):
+    from apps.compute.models import Instance
+
+    instance = _locked(Instance.objects.select_related("host"), instance.pk)
+    if instance.status not in (Instance.RUNNING, Instance.STOPPED):
+        raise Conflict(f"Instance {instance.public_id} is {instance.status}; interfaces are plugged into running "
+                       "or stopped instances.", code="invalid_state")
+    return instance
+
+
+def _hypervisor(instance):
+    from apps.compute.hypervisors import get_compute_driver
+
+    return get_compute_driver(instance.host.uri)
+
+
+@audited("port.attach", area="network")
+def attach_port(actor: Actor, *, port: Port, instance) -> Port:
+    """Plug an available interface into an instance of its tenant (hot when it runs)."""
+    from apps.compute.drivers.base import DriverError
+
+    permissions.require(actor, port, "change")
+    permissions.require(actor, instance, "change")
+    port = _locked(_ports_with_specs(Port.objects), port.pk)
+    if port.instance_id:
+        raise Conflict(f"Port {port.public_id} is attached to {port.instance.public_id}.", code="attached")
+    instance = _plugged_instance(instance)
+    used = set(Port.objects.filter(instance=instance).values_list("device_index", flat=True))
+    port.instance, port.device_index = instance, next(i for i in range(len(used) + 1) if i not in used)
+    port.save(update_fields=["instance", "device_index", "updated_at"])
+    port = _ports_with_specs(Port.objects).get(pk=port.pk)
+    backend = get_network_driver()
+    with _backend() as undo:
+        backend.ensure_port(port_spec(port))
+        undo.append(lambda: backend.ensure_port(replace(port_spec(port), device="")))
+        try:
+            _hypervisor(instance).attach_interface(instance.public_id, nic_spec(port))
+        except DriverError as exc:
+            raise driver.NetworkError(f"the hypervisor could not plug it in: {exc}") from exc
+    publish_network(port, "attached")
+    return port
+
+
+@audited("port.detach", area="network")
+def detach_port(actor: Actor, *, port: Port) -> Port:
+    """Unplug a secondary interface (the primary one goes with its instance)."""
+    from apps.compute.drivers.base import DriverError
+
+    permissions.require(actor, port, "change")
+    port = _locked(_ports_with_specs(Port.objects), port.pk)
+    if not port.instance_id:
+        raise Conflict(f"Port {port.public_id} is not attached.", code="not_attached")
+    if port.device_index == 0:
+        raise Conflict(f"Port {port.public_id} is the primary interface of {port.instance.public_id}; it goes with "
+                       "the instance.", code="primary_interface")
+    instance = _plugged_instance(port.instance)
+    port.instance, port.device_index = None, None
+    port.save(update_fields=["instance", "device_index", "updated_at"])
+    with _backend():
+        try:
+            _hypervisor(instance).detach_interface(instance.public_id, port.mac_address)
+        except DriverError as exc:
+            raise driver.NetworkError(f"the hypervisor could not unplug it: {exc}") from exc
+        get_network_driver().ensure_port(port_spec(port))
+    publish_network(port, "detached")
     return port
 
 

@@ -24,6 +24,17 @@ class ImageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class InterfaceSerializer(serializers.Serializer):
+    port = serializers.CharField(source="public_id")
+    subnet = serializers.CharField(source="subnet.public_id")
+    mac_address = serializers.CharField()
+    device_index = serializers.IntegerField()
+    ip_addresses = serializers.SerializerMethodField()
+
+    def get_ip_addresses(self, port) -> list[str]:
+        return [a.address for a in port.addresses.all()]
+
+
 class InstanceSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     flavor = serializers.CharField(source="flavor.name")
@@ -32,12 +43,13 @@ class InstanceSerializer(serializers.ModelSerializer):
     availability_zone = serializers.CharField(source="availability_zone.code", default=None)
     host = serializers.CharField(source="host.name", default=None, help_text="Shown to operators only.")
     isolation_group = serializers.CharField(source="group.public_id", default=None)
+    interfaces = InterfaceSerializer(source="ports", many=True, read_only=True)
 
     class Meta:
         model = Instance
         fields = ["id", "name", "description", "status", "status_reason", "region", "availability_zone", "flavor",
-                  "image", "key_pair", "isolation_group", "vcpus", "ram_mb", "tags", "metadata", "host", "created_at",
-                  "launched_at"]
+                  "image", "key_pair", "isolation_group", "vcpus", "ram_mb", "interfaces", "tags", "metadata", "host",
+                  "created_at", "launched_at"]
         read_only_fields = fields
 
     def to_representation(self, instance):
@@ -58,6 +70,13 @@ class InstanceCreateSerializer(serializers.Serializer):
     user_data = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False)
     description = serializers.CharField(required=False, allow_blank=True, default="", max_length=255)
     isolation_group = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    subnet = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                   help_text="Subnet (subnet-…) of the primary network interface")
+    security_groups = serializers.ListField(child=serializers.CharField(max_length=32), required=False,
+                                            allow_null=True, default=None, max_length=10,
+                                            help_text="Of the interface; default: the VPC's default group")
+    ip_address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None,
+                                       help_text="Fixed address of the interface (count 1 only)")
 
 
 class InstanceUpdateSerializer(serializers.Serializer):

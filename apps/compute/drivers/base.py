@@ -77,6 +77,18 @@ class DiskSpec:
 
 
 @dataclass(frozen=True)
+class NicSpec:
+    """A network interface plugged into the host's integration bridge (Open vSwitch), bound to
+    the SDN's logical port `port_id` (a UUID) by the switch's controller."""
+
+    mac: str
+    port_id: str
+    bridge: str = "br-int"
+    mtu: int = 0  # 0: the bridge's
+    model: str = "virtio"
+
+
+@dataclass(frozen=True)
 class KernelBoot:
     """Direct kernel boot (no disk to boot from): kernel, initrd, command line."""
 
@@ -94,6 +106,7 @@ class DomainSpec:
     arch: str = "x86_64"
     kernel: KernelBoot | None = None
     disks: tuple[DiskSpec, ...] = ()
+    nics: tuple[NicSpec, ...] = ()
     serial_log: str = ""  # file that receives the serial console output
     vnc_listen: str = "127.0.0.1"  # the host's management address; never a public one
     title: str = ""
@@ -111,6 +124,7 @@ class DomainInfo:
     vnc_port: int | None = None
     labels: tuple[tuple[str, str], ...] = ()
     disks: tuple[str, ...] = ()  # targets (vda, vdb…) of the disks it has now
+    nics: tuple[str, ...] = ()  # MAC addresses of the interfaces it has now
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,14 @@ class ComputeDriver(abc.ABC):
     def detach_disk(self, name: str, target: str) -> DomainInfo:
         """Unplug the disk at `target`. A running guest must release it (ACPI hot unplug):
         raises DriverError when it does not within DETACH_TIMEOUT. Missing is fine."""
+
+    @abc.abstractmethod
+    def attach_interface(self, name: str, nic: NicSpec) -> DomainInfo:
+        """Plug a NIC in (hot when running; kept in the definition); no-op when its MAC is there."""
+
+    @abc.abstractmethod
+    def detach_interface(self, name: str, mac: str) -> DomainInfo:
+        """Unplug the NIC with this MAC (live and from the definition); no-op when absent."""
 
     @abc.abstractmethod
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from apps.compute.drivers.base import KVM, DiskSpec, DomainSpec, PciDevice
+from apps.compute.drivers.base import KVM, DiskSpec, DomainSpec, NicSpec, PciDevice
 
 # Our labels live in the domain's <metadata> under this namespace, so the reconciler can tell
 # the portal's domains (and their tenants) from anything else defined on the host.
@@ -45,6 +45,37 @@ def disk_element(disk: DiskSpec) -> ET.Element:
 
 def disk_xml(disk: DiskSpec) -> str:
     return ET.tostring(disk_element(disk), encoding="unicode")
+
+
+def nic_element(nic: NicSpec) -> ET.Element:
+    """An Open vSwitch port on the integration bridge; the controller binds it to the logical
+    port named `interfaceid`."""
+    element = ET.Element("interface", type="bridge")
+    _sub(element, "mac", address=nic.mac)
+    _sub(element, "source", bridge=nic.bridge)
+    virtualport = _sub(element, "virtualport", type="openvswitch")
+    _sub(virtualport, "parameters", interfaceid=nic.port_id)
+    _sub(element, "model", type=nic.model)
+    if nic.mtu:
+        _sub(element, "mtu", size=str(nic.mtu))
+    return element
+
+
+def nic_xml(nic: NicSpec) -> str:
+    return ET.tostring(nic_element(nic), encoding="unicode")
+
+
+def nic_macs(xml: str) -> tuple[str, ...]:
+    return tuple(m.get("address", "") for m in ET.fromstring(xml).findall("./devices/interface/mac"))
+
+
+def nic_by_mac(xml: str, mac: str) -> str | None:
+    """The <interface> element with this MAC, as XML, or None."""
+    for nic in ET.fromstring(xml).findall("./devices/interface"):
+        node = nic.find("mac")
+        if node is not None and node.get("address", "").lower() == mac.lower():
+            return ET.tostring(nic, encoding="unicode")
+    return None
 
 
 def build(spec: DomainSpec, *, uuid: str = "") -> str:
@@ -87,6 +118,8 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
     devices = _sub(domain, "devices")
     for disk in spec.disks:
         devices.append(disk_element(disk))
+    for nic in spec.nics:
+        devices.append(nic_element(nic))
     if spec.serial_log:
         serial = _sub(devices, "serial", type="file")
         _sub(serial, "source", path=spec.serial_log, append="on")

@@ -14,6 +14,7 @@ from apps.compute.drivers.base import (
     DiskSpec,
     DomainInfo,
     DomainSpec,
+    NicSpec,
     DriverError,
     HostCapacity,
     NotFound,
@@ -80,6 +81,7 @@ class FakeDriver(ComputeDriver):
                 self._domains[spec.name] = DomainInfo(
                     name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
                     vnc_host=spec.vnc_listen, labels=spec.labels, disks=tuple(d.target for d in spec.disks),
+                    nics=tuple(n.mac for n in spec.nics),
                 )
         return self.start_domain(spec.name)
 
@@ -117,6 +119,7 @@ class FakeDriver(ComputeDriver):
             self._domains[spec.name] = DomainInfo(
                 name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
                 vnc_host=spec.vnc_listen, labels=spec.labels, disks=tuple(d.target for d in spec.disks),
+                nics=tuple(n.mac for n in spec.nics),
             )
             return self._domains[spec.name]
 
@@ -132,6 +135,16 @@ class FakeDriver(ComputeDriver):
         self._maybe_fail("detach_disk")
         info = self._get(name)
         return self._set(name, disks=tuple(t for t in info.disks if t != target))
+
+    def attach_interface(self, name: str, nic: NicSpec) -> DomainInfo:
+        self._maybe_fail("attach_interface")
+        info = self._get(name)
+        return info if nic.mac in info.nics else self._set(name, nics=(*info.nics, nic.mac))
+
+    def detach_interface(self, name: str, mac: str) -> DomainInfo:
+        self._maybe_fail("detach_interface")
+        info = self._get(name)
+        return self._set(name, nics=tuple(m for m in info.nics if m != mac))
 
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
         self._maybe_fail("resize_disk")

@@ -23,6 +23,7 @@ from apps.compute.drivers.base import (
     DiskSpec,
     DomainEvent,
     DomainSpec,
+    NicSpec,
     DriverError,
     HostCapacity,
     NotFound,
@@ -158,6 +159,7 @@ class LibvirtDriver(ComputeDriver):
             vnc_port=port,
             labels=domain_xml.labels(xml),
             disks=domain_xml.disk_targets(xml),
+            nics=domain_xml.nic_macs(xml),
         )
 
     def host_capacity(self) -> HostCapacity:
@@ -302,13 +304,35 @@ class LibvirtDriver(ComputeDriver):
             found = domain_xml.disk_by_target(self._call(dom.XMLDesc, xml_flags), target)
             if found is not None:
                 self._call(dom.detachDeviceFlags, found[0], flags)
-        # Hot unplug completes when the guest releases the device (ACPI): wait for it.
+        self._wait_released(dom, lambda xml: target in domain_xml.disk_targets(xml), target)
+        return self._info(dom)
+
+    def _wait_released(self, dom, still_there, what: str) -> None:
+        """Hot unplug completes when the guest releases the device (ACPI): wait for it."""
         deadline = time.monotonic() + DETACH_TIMEOUT
-        while dom.isActive() and target in domain_xml.disk_targets(self._call(dom.XMLDesc, 0)):
+        while dom.isActive() and still_there(self._call(dom.XMLDesc, 0)):
             if time.monotonic() > deadline:
-                raise DriverError(f"the guest did not release {target} in {DETACH_TIMEOUT} s; "
+                raise DriverError(f"the guest did not release {what} in {DETACH_TIMEOUT} s; "
                                   "stop the instance to detach it")
             time.sleep(0.2)
+
+    def attach_interface(self, name: str, nic: NicSpec) -> DomainInfo:
+        dom = self._domain(name)
+        if nic.mac not in domain_xml.nic_macs(self._call(dom.XMLDesc, 0)):
+            self._call(dom.attachDeviceFlags, domain_xml.nic_xml(nic), self._device_flags(dom))
+        return self._info(dom)
+
+    def detach_interface(self, name: str, mac: str) -> DomainInfo:
+        libvirt = _libvirt()
+        dom = self._domain(name)
+        for flags, xml_flags in ((libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_XML_INACTIVE),
+                                 (libvirt.VIR_DOMAIN_AFFECT_LIVE, 0)):
+            if flags == libvirt.VIR_DOMAIN_AFFECT_LIVE and not dom.isActive():
+                break
+            found = domain_xml.nic_by_mac(self._call(dom.XMLDesc, xml_flags), mac)
+            if found is not None:
+                self._call(dom.detachDeviceFlags, found, flags)
+        self._wait_released(dom, lambda xml: mac in domain_xml.nic_macs(xml), f"the NIC {mac}")
         return self._info(dom)
 
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:

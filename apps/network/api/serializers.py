@@ -147,6 +147,10 @@ class PortUpdateSerializer(serializers.Serializer):
     tags = _tags()
 
 
+class PortAttachSerializer(serializers.Serializer):
+    instance = serializers.CharField(max_length=32, help_text="Instance (i-…) of the same tenant")
+
+
 class RuleSerializer(serializers.ModelSerializer):
     id = serializers.CharField(source="public_id", read_only=True)
     remote_group = serializers.CharField(source="remote_group.public_id", default=None)

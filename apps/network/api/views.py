@@ -6,6 +6,7 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps.compute.models import Instance
 from apps.core.api.views import TenantScopedViewSet, validated
 from apps.core.exceptions import NotFound
 from apps.core.validation import lookup
@@ -99,6 +100,7 @@ class PortViewSet(_NetworkViewSet):
     parent = ("subnet", Subnet, "subnet")
     list_selector = staticmethod(selectors.list_ports)
     filterset_fields = ["name", "subnet__public_id", "subnet__vpc__public_id", "instance__public_id"]
+    action_permissions = {**_CRUD, "attach": "change", "detach": "change"}
 
     @extend_schema(request=s.PortCreateSerializer, responses={201: s.PortSerializer})
     def create(self, request):
@@ -111,6 +113,20 @@ class PortViewSet(_NetworkViewSet):
     @extend_schema(responses={204: None}, summary="Delete a detached port")
     def destroy(self, request, id=None):
         return self._destroy(services.delete_port, "port")
+
+    @extend_schema(request=s.PortAttachSerializer, responses=s.PortSerializer,
+                   summary="Plug into a running or stopped instance (hot plug when running)")
+    @action(detail=True, methods=["post"])
+    def attach(self, request, id=None):
+        port = self.get_object()
+        ref = validated(s.PortAttachSerializer, request)["instance"]
+        instance = lookup(self.actor, Instance.objects, ref, field="instance", label="instance")
+        return self._out(services.attach_port(self.actor, port=port, instance=instance))
+
+    @extend_schema(request=None, responses=s.PortSerializer, summary="Unplug a secondary interface")
+    @action(detail=True, methods=["post"])
+    def detach(self, request, id=None):
+        return self._out(services.detach_port(self.actor, port=self.get_object()))
 
 
 class SecurityGroupViewSet(_NetworkViewSet):
