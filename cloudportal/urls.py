@@ -22,5 +22,6 @@ urlpatterns = [
     path("", include("apps.console.urls")),
     path("", include("apps.compute.urls")),
     path("", include("apps.storage.urls")),
+    path("", include("apps.network.urls")),
     path("", include("apps.core.urls")),
 ]

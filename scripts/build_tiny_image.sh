@@ -9,7 +9,9 @@
 #                      boot): the seed *disk* image, whose instances boot from a clone of it
 #   manifest.json      file names, sizes, sha256, kernel version, recommended cmdline
 # Kernel cmdline options the guest honours: hostname=NAME, tiny_ip=ADDR/PREFIX [tiny_gw=ADDR]
-# (configures eth0, an e1000 NIC). The ACPI power button (`virsh shutdown`) powers it off.
+# (configures eth0, an e1000 or virtio NIC); without tiny_ip, eth0 asks DHCP and the lease is
+# reported on ttyS0 as "NET-UP eth0=ADDR/PREFIX router=… mtu=… mac=…". busybox httpd serves
+# "tiny <hostname>" on port 8080. The ACPI power button (`virsh shutdown`) powers it off.
 #
 #   scripts/build_tiny_image.sh [--force] [--check] [--check-libvirt]
 #     --force          rebuild even if the image is newer than this script
@@ -30,7 +32,8 @@ SELF="$PORTAL_ROOT/scripts/build_tiny_image.sh"
 TINY_CMDLINE="console=tty0 console=ttyS0 loglevel=3 panic=-1"
 # Kernel modules the guest loads at boot, in dependency order (Debian builds them as modules).
 DISK_SIZE_MB=32  # the disk image's size as guests see it
-TINY_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk e1000 evdev button"
+TINY_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
+TINY_MODULES+=" failover net_failover virtio_net e1000 evdev button"
 BOOT_TIMEOUT="${PORTAL_TINY_BOOT_TIMEOUT:-120}"
 
 force=0 check_qemu=0 check_libvirt=0
@@ -95,6 +98,9 @@ fetch_kernel() {
         './lib/modules/*/kernel/drivers/net/ethernet/intel/e1000/e1000.ko*' \
         './lib/modules/*/kernel/drivers/virtio/virtio*.ko*' \
         './lib/modules/*/kernel/drivers/block/virtio_blk.ko*' \
+        './lib/modules/*/kernel/drivers/net/virtio_net.ko*' \
+        './lib/modules/*/kernel/drivers/net/net_failover.ko*' \
+        './lib/modules/*/kernel/net/core/failover.ko*' \
         './lib/modules/*/kernel/drivers/acpi/button.ko*' \
         './lib/modules/*/kernel/drivers/input/evdev.ko*'
     printf '%s %s\n' "$pkg" "$(dpkg-deb -f "$deb" Version)" >"$dir/kernel-package"
@@ -133,7 +139,13 @@ net=''
 if [ -n "$addr" ] && [ -e /sys/class/net/eth0 ]; then
     ip link set eth0 up && ip addr add "$addr" dev eth0 && net=" eth0=$addr mac=$(cat /sys/class/net/eth0/address)"
     [ -n "$gw" ] && ip route add default via "$gw"
+elif [ -e /sys/class/net/eth0 ]; then
+    # DHCP in the background (the SDN answers it); /etc/udhcpc.sh reports the lease as NET-UP.
+    ip link set eth0 up
+    (udhcpc -i eth0 -s /etc/udhcpc.sh -t 60 -T 2 -A 2 -S >/dev/null 2>&1 &)
 fi
+# A web server on port 8080 (reachability checks through security groups).
+mkdir -p /www && echo "tiny $name" >/www/index.html && httpd -p 8080 -h /www
 acpid -c /etc/acpi 2>/dev/null
 
 # Disk agent: says on the serial console when a virtio disk appears (its serial is the volume id;
@@ -212,6 +224,21 @@ build_initramfs() {
         esac
     done
     write_init "$root"
+    # busybox udhcpc calls this with the lease in the environment ($ip, $mask = prefix length).
+    cat >"$root/etc/udhcpc.sh" <<'EOF'
+#!/bin/sh
+case "$1" in
+    deconfig) ip addr flush dev "$interface" ;;
+    bound|renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/$mask" dev "$interface"
+        [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+        for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+        echo "NET-UP $interface=$ip/$mask router=${router%% *} mtu=${mtu:-none} mac=$(cat /sys/class/net/$interface/address)" \
+            >/dev/ttyS0 ;;
+esac
+EOF
+    chmod 0755 "$root/etc/udhcpc.sh"
     printf 'export PATH=/bin:/sbin:/usr/bin:/usr/sbin\nexport PS1='"'"'\\h:\\w\\$ '"'"'\n' >"$root/etc/profile"
     printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
     printf 'root:x:0:\n' >"$root/etc/group"

@@ -26,6 +26,19 @@ def call(request, service, *, success: str, **kwargs) -> bool:
     return True
 
 
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown on their parent's page; changed through the parent's actions (services)."""
+
+    extra = 0
+    can_delete = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False

@@ -13,7 +13,7 @@ from django.views import View
 from django.views.decorators.http import require_POST
 
 from apps.core import selectors, services
-from apps.core.exceptions import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from apps.core.exceptions import Conflict, DomainError, NotFound, PermissionDenied, Unavailable, ValidationFailed
 from apps.core.filters import AuditRecordFilter, OperationFilter
 from apps.core.middleware import SESSION_TENANT_KEY
 from apps.core.models import Operation
@@ -61,7 +61,7 @@ def run_service(request, form, service, *args, success: str = "", **kwargs):
     without a form, on the page."""
     try:
         result = service(request.actor, *args, **kwargs)
-    except (ValidationFailed, Conflict, PermissionDenied) as exc:
+    except (ValidationFailed, Conflict, PermissionDenied, Unavailable) as exc:
         for field, errors in exc.fields.items():
             for error in errors:
                 if form is not None:

@@ -79,8 +79,11 @@ class SecurityGroup(TenantOwned):
     is_default = models.BooleanField(default=False, help_text="The VPC's default group (not deletable).")
 
     class Meta(TenantOwned.Meta):
-        constraints = [models.UniqueConstraint(fields=["vpc"], condition=models.Q(is_default=True),
-                                               name="one_default_security_group_per_vpc")]
+        constraints = [
+            models.UniqueConstraint(fields=["vpc"], condition=models.Q(is_default=True),
+                                    name="one_default_security_group_per_vpc"),
+            models.UniqueConstraint(fields=["vpc", "name"], name="security_group_name_unique_in_vpc"),
+        ]
 
     @property
     def port_group(self) -> str:

@@ -34,6 +34,11 @@ def ipv4_allocated(subnet: Subnet) -> int:
     return counted if counted is not None else subnet.allocations.exclude(address__contains=":").count()
 
 
+def ipv4_available(subnet: Subnet) -> int:
+    """Free IPv4 addresses (network and broadcast addresses are never used)."""
+    return subnet.network.num_addresses - 2 - ipv4_allocated(subnet)
+
+
 def list_ports(actor: Actor) -> QuerySet[Port]:
     return (Port.objects.for_actor(actor).select_related("subnet__vpc", "instance")
             .prefetch_related("addresses", "security_groups"))

@@ -51,8 +51,10 @@ ORPHAN_GRACE = timedelta(minutes=5)
 
 
 def publish_network(obj, action: str) -> None:
+    """Tell the tenant's pages; `vpc` lets a VPC's page skip the others' changes."""
+    vpc = obj if isinstance(obj, VPC) else getattr(obj, "vpc", None) or obj.subnet.vpc
     events.publish(obj.tenant_id, {"type": "network", "kind": obj._meta.model_name, "id": obj.public_id,
-                                   "action": action})
+                                   "vpc": vpc.public_id, "action": action})
 
 
 # --- backend ------------------------------------------------------------------------------

@@ -6,22 +6,9 @@ from django.contrib import admin
 from django.shortcuts import render
 from django.utils.html import format_html
 
-from apps.core.admin import call, operator
+from apps.core.admin import ReadOnlyInline, call, operator
 from apps.tenants import quotas, services
 from apps.tenants.models import ApiToken, KeyPair, Membership, Quota, QuotaDefault, Tenant
-
-
-class ReadOnlyInline(admin.TabularInline):
-    """Shown on the tenant page; changed through the actions, which call services."""
-
-    extra = 0
-    can_delete = False
-
-    def get_readonly_fields(self, request, obj=None):
-        return self.fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 class MembershipInline(ReadOnlyInline):

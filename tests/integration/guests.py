@@ -1,6 +1,7 @@
 """Real guests in integration tests: waiting on what they report on their serial log (BOOT-OK,
-the disk agent's DISK-ADDED/-RESIZED/-REMOVED) and on rows their tasks move, and removing a
-test tenant's instances and domains afterwards."""
+the disk agent's DISK-ADDED/-RESIZED/-REMOVED, the DHCP client's NET-UP), typing commands into
+their serial console, waiting on rows their tasks move, and removing a test tenant's instances
+and domains afterwards."""
 
 from __future__ import annotations
 
@@ -33,6 +34,43 @@ def wait_for_line(instance, pattern: str, timeout: float = AGENT_TIMEOUT) -> re.
             return found
         time.sleep(0.3)
     raise AssertionError(f"no {pattern!r} from {instance.public_id} in {timeout}s:\n{serial(instance)[-2000:]}")
+
+
+def type_on_serial(domain: str, line: str, *, connect_wait: float = 1.5) -> None:
+    """Type a line into the guest's serial console (a pty; its root shell answers), as
+    `virsh console` would; what the guest prints lands in the serial log. QEMU notices a
+    pty reader within a second (before that it reads no input), and output is drained while
+    connected so the guest never blocks on a full pty."""
+    import os
+    import xml.etree.ElementTree as ET
+
+    import libvirt
+    from django.conf import settings
+
+    conn = libvirt.open(settings.PORTAL_LIBVIRT_URI)
+    try:
+        xml = conn.lookupByName(domain).XMLDesc(0)
+    finally:
+        conn.close()
+    pty = ET.fromstring(xml).find("./devices/serial/source").get("path")
+    fd = os.open(pty, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    try:
+        _drain(fd, connect_wait)
+        os.write(fd, (line + "\r").encode())
+        _drain(fd, 1.0)
+    finally:
+        os.close(fd)
+
+
+def _drain(fd: int, seconds: float) -> None:
+    import os
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.read(fd, 65536)
+        except BlockingIOError:
+            time.sleep(0.05)
 
 
 def settled(obj, timeout: float = 90):

@@ -79,7 +79,8 @@ def nic_by_mac(xml: str, mac: str) -> str | None:
 
 
 def build(spec: DomainSpec, *, uuid: str = "") -> str:
-    """The domain XML for `spec`: VGA + VNC on the management address, a serial log file,
+    """The domain XML for `spec`: VGA + VNC on the management address, a serial console logged
+    to a file,
     direct kernel boot or disk boot, virtio disks. `uuid` keeps an existing domain's identity
     when its definition is replaced."""
     domain = ET.Element("domain", {"type": spec.virt_type})
@@ -120,13 +121,11 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
         devices.append(disk_element(disk))
     for nic in spec.nics:
         devices.append(nic_element(nic))
+    # A pty, so the serial console takes input too; its output is also kept in the log file.
+    serial = _sub(devices, "serial", type="pty")
     if spec.serial_log:
-        serial = _sub(devices, "serial", type="file")
-        _sub(serial, "source", path=spec.serial_log, append="on")
-        _sub(serial, "target", port="0")
-    else:
-        serial = _sub(devices, "serial", type="pty")
-        _sub(serial, "target", port="0")
+        _sub(serial, "log", file=spec.serial_log, append="on")
+    _sub(serial, "target", port="0")
     _sub(devices, "input", type="tablet", bus="usb")
     graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=spec.vnc_listen)
     _sub(graphics, "listen", type="address", address=spec.vnc_listen)

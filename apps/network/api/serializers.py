@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from apps.network.models import VPC, Port, SecurityGroup, SecurityGroupRule, Subnet
-from apps.network.selectors import ipv4_allocated
+from apps.network.selectors import ipv4_available
 
 def _tags():
     return serializers.ListField(child=serializers.CharField(max_length=128), required=False, max_length=50)
@@ -59,7 +59,7 @@ class SubnetSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_available_ips(self, subnet) -> int:
-        return subnet.network.num_addresses - 2 - ipv4_allocated(subnet)
+        return ipv4_available(subnet)
 
 
 class SubnetCreateSerializer(serializers.Serializer):

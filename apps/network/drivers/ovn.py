@@ -319,7 +319,8 @@ class OvnDriver(NetworkDriver):
         action); other ACLs on it are removed."""
         api, changes = self.api, []
         group = self._row("Port_Group", name)
-        if group is None:
+        created = group is None
+        if created:
             group = api.pg_add(name, may_exist=True, external_ids=ids, acls=[], ports=[])
             commands.append(group)
             changes.append(f"port group {name}: created")
@@ -338,7 +339,9 @@ class OvnDriver(NetworkDriver):
                 commands.append(api.pg_acl_add(group if isinstance(group, ovsdb_command.BaseCommand) else name,
                                                direction, priority, match, action,
                                                **{OWNER: self.owner, RULE: key}))
-                if acl is None and current:
+                # A new group's ACLs are part of "created"; an existing group's missing ones
+                # are drift, also when it has lost all of them.
+                if acl is None and not created:
                     changes.append(f"port group {name}: ACL {key} missing")
         return changes
 

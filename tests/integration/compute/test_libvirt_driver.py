@@ -9,6 +9,7 @@ from django.conf import settings
 
 from apps.compute.drivers.base import DomainSpec, KernelBoot
 from tests.contracts import compute_driver as contract
+from tests.integration.guests import type_on_serial
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.integration]
 
@@ -93,3 +94,9 @@ def test_tiny_image_boots_to_a_shell(driver, domain_name):
     else:
         pytest.fail(f"no BOOT-OK on the serial console after {BOOT_TIMEOUT}s: {serial.read_text(errors='replace')[-500:]}")
     print(f"define -> BOOT-OK in {time.monotonic() - started:.1f}s")
+    # The serial console takes input too: its shell answers in the log.
+    deadline = time.monotonic() + 30
+    while "SERIAL-42" not in serial.read_text(errors="replace"):
+        assert time.monotonic() < deadline, serial.read_text(errors="replace")[-500:]
+        type_on_serial(domain_name, "echo SERIAL-$((6 * 7))")
+        time.sleep(1)

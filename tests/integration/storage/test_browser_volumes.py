@@ -28,7 +28,7 @@ from apps.storage.models import Snapshot, Volume
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, make_tenant
 from tests.integration.guests import AGENT_TIMEOUT, remove_instances, settled, wait_for_line
-from tests.integration.pages import sign_in
+from tests.integration.pages import expect_landed, sign_in, submit
 
 LIVE = "●"  # #live-status once /ws/events/ is connected (static/js/live.js)
 BOOT_TIMEOUT = 90  # seconds: the tiny guest under TCG, until BOOT-OK on its console
@@ -37,20 +37,6 @@ USERNAME = "volowner"
 INSTANCE_NAME = "vol-browser-vm"
 VOLUME_NAME = "browser-data"
 SNAPSHOT_NAME = "browser-snap"
-
-
-def _submit(page, form, button: str, url: str) -> None:
-    """Submit a console form (a plain POST, then a redirect) and check the server took it."""
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url == url, timeout=TASK_TIMEOUT_MS) as info:
-        form.get_by_role("button", name=button, exact=True).click()
-    assert info.value.status == 302, f"POST {url} answered {info.value.status}"
-
-
-def _expect_landed(page, message: str) -> None:
-    """The page the POST redirected to is shown (its flash message is there, no error)."""
-    expect(page.get_by_role("alert").filter(has_text=message)).to_have_count(1, timeout=TASK_TIMEOUT_MS)
-    page.wait_for_load_state()
-    expect(page.locator(".notification.is-danger")).to_have_count(0)
 
 
 def _remove_leftovers(tenant, libvirt_driver) -> None:
@@ -97,13 +83,13 @@ def test_volume_created_attached_and_snapshotted_in_the_browser(tiny_image, libv
         form.locator("input[name=size_gb]").fill("1")
         expect(form.locator("select[name=image]")).to_have_value("")  # empty, no source
         expect(form.locator("select[name=snapshot]")).to_have_value("")
-        _submit(page, form, "Create", f"{base}/volumes/")
+        submit(page, form, "Create", f"{base}/volumes/", timeout_ms=TASK_TIMEOUT_MS)
 
         # Its detail page: available.
         volume = Volume.objects.get(tenant=tenant, name=VOLUME_NAME)
         detail = f"{base}/volumes/{volume.public_id}/"
         expect(page).to_have_url(detail, timeout=TASK_TIMEOUT_MS)
-        _expect_landed(page, "Volume creation started.")
+        expect_landed(page, "Volume creation started.", timeout_ms=TASK_TIMEOUT_MS)
         expect(page.get_by_role("heading", name=VOLUME_NAME)).to_be_visible()
         status = page.locator("#volume-status > p [data-status]")  # the volume's own tag, not its snapshots'
         expect(status).to_have_attribute("data-status", "available", timeout=TASK_TIMEOUT_MS)
@@ -117,8 +103,8 @@ def test_volume_created_attached_and_snapshotted_in_the_browser(tiny_image, libv
         # Attach it to the instance: in-use as /dev/vdb, and the guest sees the disk.
         attach = page.locator("#attach-volume")
         attach.locator("select[name=instance]").select_option(instance.public_id)
-        _submit(page, attach, "Attach", f"{detail}attach")
-        _expect_landed(page, "Attaching.")
+        submit(page, attach, "Attach", f"{detail}attach", timeout_ms=TASK_TIMEOUT_MS)
+        expect_landed(page, "Attaching.", timeout_ms=TASK_TIMEOUT_MS)
         expect(page).to_have_url(detail)
         expect(status).to_have_attribute("data-status", "in-use", timeout=TASK_TIMEOUT_MS)
         expect(attachments).to_contain_text("/dev/vdb")
@@ -132,8 +118,8 @@ def test_volume_created_attached_and_snapshotted_in_the_browser(tiny_image, libv
         # available on the page the POST landed on, without that page reloading.
         snap = page.locator("#snapshot-volume")
         snap.locator("input[name=name]").fill(SNAPSHOT_NAME)
-        _submit(page, snap, "Take snapshot", f"{detail}snapshot")
-        _expect_landed(page, "Taking a snapshot.")
+        submit(page, snap, "Take snapshot", f"{detail}snapshot", timeout_ms=TASK_TIMEOUT_MS)
+        expect_landed(page, "Taking a snapshot.", timeout_ms=TASK_TIMEOUT_MS)
         expect(page).to_have_url(detail)
         expect(page.locator("#live-status")).to_have_text(LIVE)
         page.evaluate("window.__marker = 1")  # gone if the page navigates or reloads

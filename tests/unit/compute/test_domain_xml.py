@@ -1,7 +1,7 @@
 import xml.etree.ElementTree as ET
 
 from apps.compute.drivers import domain_xml
-from apps.compute.drivers.base import DiskSpec, DomainSpec, KernelBoot
+from apps.compute.drivers.base import DiskSpec, DomainSpec, KernelBoot, NicSpec
 
 
 def test_kernel_boot_domain_xml():
@@ -16,7 +16,8 @@ def test_kernel_boot_domain_xml():
     assert root.findtext("os/kernel") == "/img/vmlinuz" and root.findtext("os/cmdline") == "console=ttyS0"
     assert root.find("os/boot") is None
     assert root.find("cpu") is None  # no host-model CPU under software emulation
-    assert root.find("devices/serial/source").get("path") == "/logs/i-abc.log"
+    serial = root.find("devices/serial")
+    assert serial.get("type") == "pty" and serial.find("log").get("file") == "/logs/i-abc.log"
     graphics = root.find("devices/graphics")
     assert (graphics.get("type"), graphics.get("listen"), graphics.get("autoport")) == ("vnc", "10.0.0.5", "yes")
     assert domain_xml.labels(domain_xml.build(spec)) == (("tenant", "tn-1"),)
@@ -62,3 +63,17 @@ def test_drivers_import_no_django():
         bad = [m for m in imported if m.startswith("django") or ".models" in m
                or (m.startswith(f"apps.{path.parts[1]}.drivers.") and m.split(".")[-1] not in ("base", "domain_xml"))]
         assert bad == [], f"{path}: {bad}"
+
+
+def test_interfaces_plug_into_the_integration_bridge_bound_by_port_uuid():
+    nic = NicSpec(mac="02:00:00:00:00:01", port_id="3f1c2d8e-0000-4000-8000-000000000001", mtu=1442)
+    spec = DomainSpec(name="i-n", vcpus=1, memory_mb=128, nics=(nic,))
+    xml = domain_xml.build(spec)
+    interface = ET.fromstring(xml).find("devices/interface")
+    assert interface.get("type") == "bridge" and interface.find("source").get("bridge") == "br-int"
+    assert interface.find("virtualport").get("type") == "openvswitch"
+    assert interface.find("virtualport/parameters").get("interfaceid") == nic.port_id
+    assert (interface.find("model").get("type"), interface.find("mtu").get("size")) == ("virtio", "1442")
+    assert domain_xml.nic_macs(xml) == (nic.mac,)
+    assert ET.fromstring(domain_xml.nic_by_mac(xml, nic.mac.upper())).find("mac").get("address") == nic.mac
+    assert domain_xml.nic_by_mac(xml, "02:00:00:00:00:02") is None
