@@ -288,6 +288,11 @@ OVN_NB_CA_CERT = env_str("OVN_NB_CA_CERT")
 OVN_NB_TIMEOUT = env_int("OVN_NB_TIMEOUT", 10)
 # The Open vSwitch integration bridge on every hypervisor host (ovn-controller's).
 PORTAL_OVN_BRIDGE = env_str("PORTAL_OVN_BRIDGE", "br-int")
+# Open vSwitch datapath of the hosts: `system` (the kernel module) or `netdev` (userspace, no
+# module: `make run` and the tests here); guests' NICs do without offloads on `netdev`.
+PORTAL_OVS_DATAPATH = env_str("PORTAL_OVS_DATAPATH", "system")
+if PORTAL_OVS_DATAPATH not in ("system", "netdev"):
+    raise ImproperlyConfigured("PORTAL_OVS_DATAPATH must be system or netdev.")
 # The `portal:owner` external id on everything this installation writes into OVN; reconcile
 # never touches rows of another owner.
 PORTAL_OVN_OWNER = env_str("PORTAL_OVN_OWNER", "cloudportal")

@@ -14,7 +14,7 @@ from apps.core.actor import Actor
 from apps.core.policies import ADMIN, MEMBER, OWNER, READONLY
 from apps.tenants.models import Membership
 from tests.factories.tenants import PASSWORD, actor_for, add_member, make_tenant
-from tests.ovn import NbServer, OvnNotInstalled, start_nb
+from tests.ovn import NbServer, OvnNotInstalled, OvnStack, StackUnavailable, start_nb, start_stack
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +64,26 @@ def ovn_nb(tmp_path) -> Iterator[NbServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def ovn_stack(tmp_path) -> Iterator[OvnStack]:
+    """The full OVN stack on userspace Open vSwitch (tests/ovn.py start_stack: NB, SB, northd,
+    ovsdb-server + ovs-vswitchd, ovn-controller with br-int; ~0.1 s to start), stopped after the
+    test with the network namespaces it made. While it runs /var/run/openvswitch/db.sock links to
+    its OVS database, so libvirt can plug guests into br-int. One stack per machine: waits (up to
+    2 min) for another test run's. Skips when OVN/Open vSwitch is not installed, when not root, or
+    when that path is another Open vSwitch's."""
+    try:
+        stack = start_stack(tmp_path / "ovn-stack")
+    except OvnNotInstalled as exc:
+        pytest.skip(f"OVN not installed: {exc} (scripts/test.sh installs ovn-central, ovn-host, openvswitch-switch)")
+    except StackUnavailable as exc:
+        pytest.skip(f"no OVN stack here: {exc}")
+    try:
+        yield stack
+    finally:
+        stack.stop()
 
 
 @pytest.fixture

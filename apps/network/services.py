@@ -544,7 +544,8 @@ def _check_rule(group: SecurityGroup, *, direction: str, ethertype: str, protoco
     prefix = ""
     if remote_ip_prefix:
         network = _network(remote_ip_prefix, "remote_ip_prefix", version=4 if ethertype == R.IPV4 else 6, strict=False)
-        prefix = str(network)
+        # Anywhere is stored as no prefix, so the same rule cannot be added twice in two spellings.
+        prefix = "" if network.prefixlen == 0 else str(network)
     return low, high, prefix
 
 
@@ -733,7 +734,7 @@ def nic_spec(port: Port):
     from apps.compute.drivers.base import NicSpec
 
     return NicSpec(mac=port.mac_address, port_id=port.switch_port, bridge=settings.PORTAL_OVN_BRIDGE,
-                   mtu=port.subnet.mtu)
+                   mtu=port.subnet.mtu, offload=settings.PORTAL_OVS_DATAPATH != "netdev")
 
 
 def instance_nics(instance) -> tuple:

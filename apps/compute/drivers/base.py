@@ -86,6 +86,9 @@ class NicSpec:
     bridge: str = "br-int"
     mtu: int = 0  # 0: the bridge's
     model: str = "virtio"
+    # Checksum/segmentation offload between guest and host. Off for Open vSwitch's userspace
+    # (netdev) datapath, which forwards packets with the checksums the guest left to the host.
+    offload: bool = True
 
 
 @dataclass(frozen=True)

@@ -56,6 +56,10 @@ def nic_element(nic: NicSpec) -> ET.Element:
     virtualport = _sub(element, "virtualport", type="openvswitch")
     _sub(virtualport, "parameters", interfaceid=nic.port_id)
     _sub(element, "model", type=nic.model)
+    if not nic.offload:
+        driver = _sub(element, "driver")
+        _sub(driver, "host", csum="off", gso="off", tso4="off", tso6="off", ecn="off", ufo="off")
+        _sub(driver, "guest", csum="off", tso4="off", tso6="off", ecn="off", ufo="off")
     if nic.mtu:
         _sub(element, "mtu", size=str(nic.mtu))
     return element

@@ -204,15 +204,15 @@ def test_security_group_and_rule_created_from_the_pages(a_owner, fake_network):
         "remote_ip_prefix": "0.0.0.0/0", "remote_group": "", "description": "ssh"})
     assert response.status_code == 302
     rule = group.rules.get(direction="ingress")
-    assert (rule.protocol, rule.port_range_min, rule.port_range_max, rule.remote_ip_prefix) == ("tcp", 22, 22,
-                                                                                                "0.0.0.0/0")
+    # Anywhere is kept as no prefix (one spelling per rule).
+    assert (rule.protocol, rule.port_range_min, rule.port_range_max, rule.remote_ip_prefix) == ("tcp", 22, 22, "")
     spec = fake_network.state[SECURITY_GROUP][group.port_group]
     assert rule.public_id in {r.id for r in spec.rules}
 
     detail = client.get(f"/security-groups/{group.public_id}/").content.decode()
     row = re.search(rf'<tr data-rule="{rule.public_id}">.*?</tr>', detail, re.S).group(0)
     assert re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).split()[:6] == [
-        "ingress", "IPv4", "tcp", "22", "0.0.0.0/0", "ssh"]
+        "ingress", "IPv4", "tcp", "22", "0.0.0.0/0", "(anywhere)"]
     listed = client.get("/security-groups/").content.decode()
     assert f'data-security-group="{group.public_id}"' in listed
 
