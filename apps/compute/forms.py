@@ -9,11 +9,25 @@ class InstanceCreateForm(forms.Form):
     isolation_group = forms.ChoiceField(required=False)
     count = forms.IntegerField(min_value=1, max_value=20, initial=1)
     user_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), strip=False)
+    subnet = forms.ChoiceField(required=False, label="Network (subnet)")
+    security_groups = forms.MultipleChoiceField(required=False, help_text="Default: the VPC's default group")
+    ip_address = forms.CharField(required=False, max_length=45, label="Fixed IP (one instance)")
 
-    def __init__(self, *args, flavors, images, key_pairs, groups, **kwargs):
+    def __init__(self, *args, flavors, images, key_pairs, groups, subnets=(), security_groups=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["flavor"].choices = [(f.name, str(f)) for f in flavors]
         self.fields["image"].choices = [(i.public_id, i.name) for i in images]
         self.fields["key_pair"].choices = [("", "none")] + [(k.public_id, k.name) for k in key_pairs]
         self.fields["isolation_group"].choices = [("", "none")] + [
             (g.public_id, f"{g.name} ({g.policy})") for g in groups]
+        self.fields["subnet"].choices = [("", "no network")] + [
+            (s.public_id, f"{s.vpc.name} / {s.name} ({s.cidr})") for s in subnets]
+        self.fields["security_groups"].choices = [(g.public_id, f"{g.vpc.name} / {g.name}") for g in security_groups]
+
+    def service_arguments(self) -> dict:
+        """What create_instances takes: empty choices as None."""
+        data = dict(self.cleaned_data)
+        for optional in ("key_pair", "isolation_group", "subnet", "ip_address"):
+            data[optional] = data[optional] or None
+        data["security_groups"] = data["security_groups"] or None
+        return data

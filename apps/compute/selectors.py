@@ -14,7 +14,8 @@ def list_instances(actor: Actor, *, include_deleted: bool = False) -> QuerySet[I
     from apps.network.models import Port
 
     # Only the joins the list shows: each extra join costs PostgreSQL planning time per page.
-    interfaces = Port.objects.select_related("subnet").prefetch_related("addresses").order_by("device_index")
+    interfaces = (Port.objects.select_related("subnet__vpc").prefetch_related("addresses", "security_groups")
+                  .order_by("device_index"))
     return Instance.objects.for_actor(actor, include_deleted=include_deleted).select_related(
         "flavor", "image", "host", "availability_zone", "key_pair", "group"
     ).prefetch_related(Prefetch("ports", queryset=interfaces))

@@ -5,6 +5,7 @@ from django.shortcuts import redirect
 from apps.compute import forms, selectors, services
 from apps.core.exceptions import Conflict
 from apps.core.views import ConsoleView, error_status
+from apps.network import selectors as network_selectors
 from apps.tenants.selectors import list_key_pairs
 
 
@@ -18,6 +19,8 @@ class InstanceListView(ConsoleView):
             images=selectors.list_images(self.actor).filter(status="active"),
             key_pairs=list_key_pairs(self.actor),
             groups=selectors.list_instance_groups(self.actor),
+            subnets=network_selectors.list_subnets(self.actor),
+            security_groups=network_selectors.list_security_groups(self.actor),
         )
 
     def get(self, request, form=None, status=200):
@@ -32,9 +35,8 @@ class InstanceListView(ConsoleView):
         form = self._form(request.POST)
         if not form.is_valid():
             return self.get(request, form=form, status=400)
-        data = {**form.cleaned_data, "key_pair": form.cleaned_data["key_pair"] or None,
-                "isolation_group": form.cleaned_data["isolation_group"] or None}
-        ok, result = self.call(form, services.create_instances, success="Instance creation started.", **data)
+        ok, result = self.call(form, services.create_instances, success="Instance creation started.",
+                               **form.service_arguments())
         if not ok:
             return self.get(request, form=form, status=error_status(result))
         return redirect("instance-list")

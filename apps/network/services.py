@@ -418,7 +418,8 @@ def allocate_address(subnet: Subnet, port: Port, *, version: int = 4, requested:
         taken = IPAllocation.objects.filter(subnet=subnet, address=str(address)).select_related("port").first()
         if taken:
             holder = taken.port.public_id if taken.port_id else "the gateway"
-            raise Conflict(f"{address} is taken by {holder}.", code="address_in_use", fields={field: ["Taken."]})
+            raise Conflict(f"{address} is taken by {holder}.", code="address_in_use",
+                           fields={field: [f"Taken by {holder}."]})
     else:
         taken_set = set(IPAllocation.objects.filter(subnet=subnet).values_list("address", flat=True))
         address = next((a for a in network.hosts() if str(a) not in taken_set), None)

@@ -139,3 +139,24 @@ def test_an_sdn_outage_fails_the_build_with_the_reason(owner, subnet, run_tasks,
     fake_network.fail_on.add("ensure_port")
     [vm] = launch(run_tasks, owner, subnet=subnet.public_id)
     assert vm.status == Instance.ERROR and "network" in vm.status_reason
+
+
+def test_the_create_page_puts_an_instance_on_a_subnet_and_its_page_shows_the_interface(
+        owner, subnet, a_owner, django_capture_on_commit_callbacks, client):
+    client.force_login(a_owner.user)
+    web = services.create_security_group(owner, vpc=subnet.vpc, name="web")
+    form = {"name": "paged", "flavor": "t1.nano", "image": Image.objects.get(name="tiny").public_id, "count": 1,
+            "subnet": subnet.public_id, "security_groups": [web.public_id], "ip_address": "10.1.2.77"}
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post("/instances/", form).status_code == 302
+    vm = Instance.objects.get(name="paged")
+    port = Port.objects.get(instance=vm)
+    assert [g.name for g in port.security_groups.all()] == ["web"]
+
+    page = client.get(f"/instances/{vm.public_id}/").content.decode()
+    row = page[page.index(f'data-port="{port.public_id}"'):]
+    row = row[:row.index("</tr>")]
+    assert "10.1.2.77" in row and port.mac_address in row and ">web<" in row and "eth0" in page
+
+    taken = client.post("/instances/", {**form, "name": "again"})
+    assert taken.status_code == 409 and f"Taken by {port.public_id}." in taken.content.decode()
