@@ -30,6 +30,9 @@ router.register("vpcs", network.VpcViewSet, basename="vpc")
 router.register("subnets", network.SubnetViewSet, basename="subnet")
 router.register("ports", network.PortViewSet, basename="port")
 router.register("security-groups", network.SecurityGroupViewSet, basename="security-group")
+router.register("external-networks", network.ExternalNetworkViewSet, basename="external-network")
+router.register("eips", network.ElasticIPViewSet, basename="eip")
+router.register("nat-gateways", network.NatGatewayViewSet, basename="nat-gateway")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

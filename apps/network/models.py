@@ -17,6 +17,42 @@ from django.db import models
 from apps.core.models import PublicIdModel, TenantOwned
 
 
+class ExternalNetwork(PublicIdModel):
+    """A provider network with public addresses (operators): a VLAN (or flat) segment behind a
+    physical network name that gateway hosts map to a bridge. EIPs and VPCs' router gateways
+    take their addresses from its ranges. In OVN: a switch `ext-<name>` with a localnet port."""
+
+    public_id_prefix = "extnet"
+
+    name = models.SlugField(max_length=64, unique=True)
+    region = models.ForeignKey("compute.Region", on_delete=models.PROTECT, related_name="external_networks")
+    cidr = models.CharField(max_length=43, help_text="e.g. 203.0.113.0/24")
+    gateway_ip = models.GenericIPAddressField(protocol="IPv4", help_text="The upstream router on this network")
+    # [{"start": "203.0.113.10", "end": "203.0.113.200"}]: addresses the portal may hand out
+    ranges = models.JSONField(default=list)
+    physical_network = models.CharField(max_length=64, default="physnet1",
+                                        help_text="ovn-bridge-mappings name on the gateway hosts")
+    vlan = models.PositiveSmallIntegerField(null=True, blank=True, help_text="802.1Q tag; empty: flat")
+    # OVN chassis (system-id) that carry VPCs' gateway ports, most preferred first
+    gateway_chassis = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    is_default = models.BooleanField(default=False, help_text="Where EIPs of its region come from by default")
+
+    class Meta:
+        ordering = ["region__code", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.ip_network(self.cidr)
+
+    @property
+    def switch(self) -> str:
+        return f"ext-{self.name}"
+
+
 class VPC(TenantOwned):
     public_id_prefix = "vpc"
     area = "network"
@@ -26,6 +62,12 @@ class VPC(TenantOwned):
     cidr = models.CharField(max_length=43, help_text="IPv4 block of the VPC, e.g. 10.0.0.0/16")
     ipv6_cidr = models.CharField(max_length=43, blank=True, help_text="IPv6 block (a /56), empty: IPv4 only")
     tags = models.JSONField(default=list, blank=True)
+    # The router's leg on an external network, there while EIPs or NAT gateways of the VPC need it.
+    external_network = models.ForeignKey(ExternalNetwork, on_delete=models.PROTECT, null=True, blank=True,
+                                         related_name="vpcs")
+    gateway_ip = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True,
+                                              help_text="The router's address on the external network")
+    gateway_mac = models.CharField(max_length=17, blank=True)
 
     class Meta(TenantOwned.Meta):
         verbose_name, verbose_name_plural = "VPC", "VPCs"
@@ -187,3 +229,64 @@ class NetworkOrphan(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["kind", "name"], name="network_orphan_once")]
+
+
+class ElasticIP(TenantOwned):
+    """A public address of an external network held by a tenant: bound to a port (one-to-one
+    NAT to its private address) or to a NAT gateway (the address it translates to), or neither."""
+
+    public_id_prefix = "eip"
+    area = "network"
+
+    external_network = models.ForeignKey(ExternalNetwork, on_delete=models.PROTECT, related_name="eips")
+    address = models.GenericIPAddressField(protocol="IPv4")
+    bandwidth_mbps = models.PositiveIntegerField(default=100)
+    port = models.OneToOneField(Port, on_delete=models.PROTECT, null=True, blank=True, related_name="eip")
+    description = models.CharField(max_length=255, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        constraints = [models.UniqueConstraint(fields=["external_network", "address"], name="eip_address_unique")]
+
+    @property
+    def status(self) -> str:
+        if self.port_id or hasattr(self, "nat_gateway"):
+            return "bound"
+        return "available"
+
+
+class NatGateway(TenantOwned):
+    """Source NAT for a VPC's subnets (all, or the chosen ones) to its EIP, and destination NAT
+    of EIP ports to private addresses (port mappings)."""
+
+    public_id_prefix = "nat"
+    area = "network"
+
+    vpc = models.ForeignKey(VPC, on_delete=models.PROTECT, related_name="nat_gateways")
+    eip = models.OneToOneField(ElasticIP, on_delete=models.PROTECT, related_name="nat_gateway")
+    # Empty: every subnet of the VPC (its whole block); else only these.
+    subnets = models.ManyToManyField(Subnet, blank=True, related_name="nat_gateways")
+    description = models.CharField(max_length=255, blank=True)
+
+
+class PortMapping(PublicIdModel):
+    """EIP:external_port → internal_ip:internal_port through a NAT gateway (an OVN load
+    balancer on the VPC's router)."""
+
+    public_id_prefix = "dnat"
+
+    nat_gateway = models.ForeignKey(NatGateway, on_delete=models.CASCADE, related_name="port_mappings")
+    protocol = models.CharField(max_length=3, choices=[("tcp", "tcp"), ("udp", "udp")])
+    external_port = models.PositiveIntegerField()
+    internal_ip = models.GenericIPAddressField(protocol="IPv4")
+    internal_port = models.PositiveIntegerField()
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["nat_gateway", "protocol", "external_port"]
+        constraints = [models.UniqueConstraint(fields=["nat_gateway", "protocol", "external_port"],
+                                               name="port_mapping_external_port_unique")]
+
+    def __str__(self) -> str:
+        return self.public_id

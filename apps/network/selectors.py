@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from apps.network.models import VPC, Port, SecurityGroup, SecurityGroupRule, Subnet
+from apps.network.models import VPC, ElasticIP, NatGateway, Port, SecurityGroup, SecurityGroupRule, Subnet
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
@@ -48,3 +48,13 @@ def list_security_groups(actor: Actor) -> QuerySet[SecurityGroup]:
     rules = SecurityGroupRule.objects.select_related("remote_group")
     return (SecurityGroup.objects.for_actor(actor).select_related("vpc")
             .prefetch_related(Prefetch("rules", queryset=rules)))
+
+
+def list_eips(actor: Actor) -> QuerySet[ElasticIP]:
+    return (ElasticIP.objects.for_actor(actor).select_related("external_network__region", "port__instance",
+                                                              "nat_gateway"))
+
+
+def list_nat_gateways(actor: Actor) -> QuerySet[NatGateway]:
+    return (NatGateway.objects.for_actor(actor).select_related("vpc", "eip")
+            .prefetch_related("subnets", "port_mappings"))

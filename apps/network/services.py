@@ -52,9 +52,11 @@ ORPHAN_GRACE = timedelta(minutes=5)
 
 def publish_network(obj, action: str) -> None:
     """Tell the tenant's pages; `vpc` lets a VPC's page skip the others' changes."""
-    vpc = obj if isinstance(obj, VPC) else getattr(obj, "vpc", None) or obj.subnet.vpc
+    vpc = obj if isinstance(obj, VPC) else getattr(obj, "vpc", None)
+    if vpc is None and isinstance(obj, (Port, IPAllocation)):
+        vpc = obj.subnet.vpc
     events.publish(obj.tenant_id, {"type": "network", "kind": obj._meta.model_name, "id": obj.public_id,
-                                   "vpc": vpc.public_id, "action": action})
+                                   "vpc": vpc.public_id if vpc else None, "action": action})
 
 
 # --- backend ------------------------------------------------------------------------------
@@ -78,7 +80,29 @@ def _backend():
 
 
 def router_spec(vpc: VPC) -> driver.RouterSpec:
-    return driver.RouterSpec(name=vpc.public_id, tenant=vpc.tenant.public_id)
+    """The VPC's router; with a gateway, also its NAT (EIPs bound to ports, NAT gateways),
+    port mappings and the EIPs' bandwidth limits."""
+    from apps.network.models import ElasticIP, NatGateway
+
+    if not vpc.gateway_ip:
+        return driver.RouterSpec(name=vpc.public_id, tenant=vpc.tenant.public_id)
+    external = vpc.external_network
+    gateway = driver.Gateway(network=external.switch, mac=vpc.gateway_mac,
+                             address=f"{vpc.gateway_ip}/{external.network.prefixlen}", nexthop=external.gateway_ip,
+                             chassis=tuple(external.gateway_chassis))
+    nats, forwards, limits = [], [], []
+    for eip in ElasticIP.objects.filter(port__subnet__vpc=vpc).prefetch_related("port__addresses"):
+        private = next(a.address for a in eip.port.addresses.all() if ":" not in a.address)
+        nats.append(driver.Nat(eip.public_id, "dnat_and_snat", eip.address, private))
+        limits.append(driver.RateLimit(eip.public_id, eip.address, eip.bandwidth_mbps * 1000))
+    for nat in NatGateway.objects.filter(vpc=vpc).select_related("eip").prefetch_related("subnets", "port_mappings"):
+        for cidr in sorted(s.cidr for s in nat.subnets.all()) or [vpc.cidr]:
+            nats.append(driver.Nat(f"{nat.public_id}:{cidr}", "snat", nat.eip.address, cidr))
+        forwards += [driver.PortForward(m.public_id, m.protocol, nat.eip.address, m.external_port, m.internal_ip,
+                                        m.internal_port) for m in nat.port_mappings.all()]
+        limits.append(driver.RateLimit(nat.eip.public_id, nat.eip.address, nat.eip.bandwidth_mbps * 1000))
+    return driver.RouterSpec(name=vpc.public_id, tenant=vpc.tenant.public_id, gateway=gateway, nats=tuple(nats),
+                             forwards=tuple(forwards), limits=tuple(limits))
 
 
 def switch_spec(subnet: Subnet) -> driver.SwitchSpec:
@@ -234,9 +258,11 @@ def delete_vpc(actor: Actor, *, vpc: VPC) -> VPC:
     vpc = _locked(VPC.objects, vpc.pk)
     subnets = list(vpc.subnets.all())
     groups = list(vpc.security_groups.filter(is_default=False))
-    if subnets or groups:
+    nat_gateways = list(vpc.nat_gateways.all())
+    if subnets or groups or nat_gateways:
         parts = ([f"subnets {_listing(subnets)}"] if subnets else []) + (
-            [f"security groups {_listing(groups)}"] if groups else [])
+            [f"security groups {_listing(groups)}"] if groups else []) + (
+            [f"NAT gateways {_listing(nat_gateways)}"] if nat_gateways else [])
         raise Conflict(f"VPC {vpc.public_id} still has {' and '.join(parts)}: delete them first.", code="in_use")
     default = vpc.security_groups.filter(is_default=True).first()
     rules = default.rules.count() if default else 0
@@ -719,6 +745,10 @@ def delete_port(actor: Actor, *, port: Port) -> Port:
     if port.instance_id:
         raise Conflict(f"Port {port.public_id} is attached to {port.instance.public_id}: detach it first.",
                        code="attached")
+    eip = port.eip if hasattr(port, "eip") else None
+    if eip is not None:
+        raise Conflict(f"EIP {eip.public_id} ({eip.address}) is bound to port {port.public_id}: unbind it first.",
+                       code="eip_bound")
     port.delete()
     quotas.release(port.tenant, region=port.subnet.vpc.region.code, amounts={"ports": 1})
     with _backend():
@@ -772,8 +802,12 @@ def release_ports(sender, *, instance, **kwargs) -> None:
     others stay, detached."""
     from apps.tenants import quotas
 
+    from apps.network.edge_services import unbind_deleted_ports
+
     backend = get_network_driver()
-    for port in _ports_with_specs(Port.objects.filter(instance=instance)):
+    ports = list(_ports_with_specs(Port.objects.filter(instance=instance)))
+    unbind_deleted_ports([p for p in ports if p.delete_on_termination])
+    for port in ports:
         if port.delete_on_termination:
             port.delete()
             quotas.release(port.tenant, region=port.subnet.vpc.region.code, amounts={"ports": 1})
@@ -872,10 +906,15 @@ def reconcile_network() -> dict[str, list[str]]:
     anything was done."""
     from apps.core.actor import Actor
 
+    from apps.network.edge_services import external_network_spec
+    from apps.network.models import ExternalNetwork
+
     backend = get_network_driver()
     repaired: list[str] = list(backend.ensure_baseline())
     try:
-        _repair(VPC.objects.select_related("tenant"), router_spec, backend.ensure_router, repaired)
+        _repair(ExternalNetwork.objects.all(), external_network_spec, backend.ensure_external_network, repaired)
+        _repair(VPC.objects.select_related("tenant", "external_network"), router_spec, backend.ensure_router,
+                repaired)
         _repair(SecurityGroup.objects.select_related("tenant"), security_group_spec,
                 backend.ensure_security_group, repaired)
         _repair(Subnet.objects.select_related("tenant", "vpc"), switch_spec, backend.ensure_switch, repaired)
@@ -890,6 +929,8 @@ def reconcile_network() -> dict[str, list[str]]:
 
 
 def _remove_orphans(backend) -> list[str]:
+    from apps.network.models import ExternalNetwork
+
     found = backend.inventory()
     wanted = {
         driver.ROUTER: set(VPC.objects.values_list("public_id", flat=True)),
@@ -897,14 +938,16 @@ def _remove_orphans(backend) -> list[str]:
         driver.SECURITY_GROUP: {"pg_" + p.replace("-", "_")
                                 for p in SecurityGroup.objects.values_list("public_id", flat=True)},
         driver.PORT: {str(u) for u in Port.objects.values_list("uuid", flat=True)},
+        driver.EXTERNAL: {f"ext-{n}" for n in ExternalNetwork.objects.values_list("name", flat=True)},
     }
     now, removed = timezone.now(), []
     orphans = {(kind, name) for kind, names in found.items() for name in names - wanted.get(kind, set())}
     NetworkOrphan.objects.exclude(
         pk__in=[o.pk for o in NetworkOrphan.objects.all() if (o.kind, o.name) in orphans]).delete()
     deleters = {driver.PORT: backend.delete_port, driver.SWITCH: backend.delete_switch,
-                driver.SECURITY_GROUP: backend.delete_security_group, driver.ROUTER: backend.delete_router}
-    for kind in (driver.PORT, driver.SWITCH, driver.SECURITY_GROUP, driver.ROUTER):  # dependants first
+                driver.SECURITY_GROUP: backend.delete_security_group, driver.ROUTER: backend.delete_router,
+                driver.EXTERNAL: backend.delete_external_network}
+    for kind in (driver.PORT, driver.SWITCH, driver.SECURITY_GROUP, driver.ROUTER, driver.EXTERNAL):  # dependants first
         for name in sorted(n for k, n in orphans if k == kind):
             sighting, _ = NetworkOrphan.objects.get_or_create(kind=kind, name=name, defaults={"first_seen": now})
             if now - sighting.first_seen >= ORPHAN_GRACE:

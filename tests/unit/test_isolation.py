@@ -25,7 +25,8 @@ from apps.tenants.models import ApiToken, KeyPair, Membership
 from apps.storage import services as storage_services
 from apps.storage.models import Backup, Snapshot, Volume
 from apps.network import services as network_services
-from apps.network.models import VPC, Port, SecurityGroup, Subnet
+from apps.network import edge_services
+from apps.network.models import VPC, ElasticIP, NatGateway, Port, SecurityGroup, Subnet
 from tests.factories.compute import make_inventory
 from tests.factories.storage import make_storage
 
@@ -52,7 +53,17 @@ RESOURCES = {
     Subnet: lambda owner: _subnet(owner),
     Port: lambda owner: network_services.create_port(owner, subnet=_subnet(owner), name="a-secret-port"),
     SecurityGroup: lambda owner: network_services.create_security_group(owner, vpc=_vpc(owner), name="a-secret-sg"),
+    ElasticIP: lambda owner: _eip(owner, "a-secret-eip"),
+    NatGateway: lambda owner: edge_services.create_nat_gateway(owner, vpc=_vpc(owner), eip=_eip(owner, "a-nat-eip"),
+                                                               name="a-secret-nat"),
 }
+
+
+def _eip(owner, name: str) -> ElasticIP:
+    from tests.factories.network import make_external_network
+
+    make_external_network()
+    return edge_services.allocate_eip(owner, name=name)
 
 
 def _vpc(owner) -> VPC:

@@ -1,7 +1,18 @@
 from rest_framework import serializers
 
-from apps.network.models import VPC, Port, SecurityGroup, SecurityGroupRule, Subnet
+from apps.network.models import (
+    VPC,
+    ElasticIP,
+    ExternalNetwork,
+    NatGateway,
+    Port,
+    PortMapping,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 from apps.network.selectors import ipv4_available
+
 
 def _tags():
     return serializers.ListField(child=serializers.CharField(max_length=128), required=False, max_length=50)
@@ -198,3 +209,141 @@ class SecurityGroupUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
+
+
+class ExternalNetworkSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    region = serializers.CharField(source="region.code")
+
+    class Meta:
+        model = ExternalNetwork
+        fields = ["id", "name", "region", "cidr", "gateway_ip", "ranges", "physical_network", "vlan",
+                  "gateway_chassis", "enabled", "is_default"]
+        read_only_fields = fields
+
+    def to_representation(self, network):
+        data = super().to_representation(network)
+        actor = self.context.get("actor")
+        if actor is None or not actor.is_operator:  # how the platform is wired is the operators' business
+            for private in ("ranges", "physical_network", "vlan", "gateway_chassis", "gateway_ip"):
+                data.pop(private)
+        return data
+
+
+class RangeSerializer(serializers.Serializer):
+    start = serializers.CharField(max_length=45)
+    end = serializers.CharField(max_length=45)
+
+
+class ExternalNetworkCreateSerializer(serializers.Serializer):
+    name = serializers.SlugField(max_length=64)
+    region = serializers.CharField(max_length=64)
+    cidr = serializers.CharField(max_length=43)
+    gateway_ip = serializers.CharField(max_length=45)
+    ranges = RangeSerializer(many=True)
+    physical_network = serializers.CharField(max_length=64, required=False, default="physnet1")
+    vlan = serializers.IntegerField(required=False, allow_null=True, default=None)
+    gateway_chassis = serializers.ListField(child=serializers.CharField(max_length=128), required=False, default=list)
+    is_default = serializers.BooleanField(required=False, default=False)
+
+
+class ExternalNetworkUpdateSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    ranges = RangeSerializer(many=True, required=False)
+    gateway_chassis = serializers.ListField(child=serializers.CharField(max_length=128), required=False)
+    is_default = serializers.BooleanField(required=False)
+
+
+class ElasticIPSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    external_network = serializers.CharField(source="external_network.name")
+    region = serializers.CharField(source="external_network.region.code")
+    status = serializers.CharField()
+    port = serializers.CharField(source="port.public_id", default=None)
+    instance = serializers.SerializerMethodField()
+    nat_gateway = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ElasticIP
+        fields = ["id", "name", "description", "address", "external_network", "region", "bandwidth_mbps", "status",
+                  "port", "instance", "nat_gateway", "tags", "created_at"]
+        read_only_fields = fields
+
+    def get_instance(self, eip) -> str | None:
+        return eip.port.instance.public_id if eip.port_id and eip.port.instance_id else None
+
+    def get_nat_gateway(self, eip) -> str | None:
+        nat = getattr(eip, "nat_gateway", None)
+        return nat.public_id if nat else None
+
+
+class ElasticIPCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    external_network = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,
+                                             help_text="Name or id; default: the region's default")
+    region = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
+    bandwidth_mbps = serializers.IntegerField(required=False, default=100)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+    tags = _tags()
+
+
+class ElasticIPUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    bandwidth_mbps = serializers.IntegerField(required=False)
+    tags = _tags()
+
+
+class ElasticIPBindSerializer(serializers.Serializer):
+    port = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    instance = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                     help_text="Or an instance: its primary interface")
+
+
+class PortMappingSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+
+    class Meta:
+        model = PortMapping
+        fields = ["id", "protocol", "external_port", "internal_ip", "internal_port", "description", "created_at"]
+        read_only_fields = fields
+
+
+class PortMappingCreateSerializer(serializers.Serializer):
+    protocol = serializers.CharField(max_length=3, help_text="tcp or udp")
+    external_port = serializers.IntegerField()
+    internal_ip = serializers.CharField(max_length=45)
+    internal_port = serializers.IntegerField()
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class NatGatewaySerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    vpc = serializers.CharField(source="vpc.public_id")
+    eip = serializers.CharField(source="eip.public_id")
+    address = serializers.CharField(source="eip.address")
+    subnets = serializers.SerializerMethodField(help_text="Empty: the whole VPC")
+    port_mappings = PortMappingSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = NatGateway
+        fields = ["id", "name", "description", "vpc", "eip", "address", "subnets", "port_mappings", "created_at"]
+        read_only_fields = fields
+
+    def get_subnets(self, nat) -> list[str]:
+        return sorted(s.public_id for s in nat.subnets.all())
+
+
+class NatGatewayCreateSerializer(serializers.Serializer):
+    vpc = serializers.CharField(max_length=32)
+    eip = serializers.CharField(max_length=32, help_text="An unbound EIP (eip-…): the address it translates to")
+    name = serializers.CharField(max_length=128)
+    subnets = serializers.ListField(child=serializers.CharField(max_length=32), required=False, allow_null=True,
+                                    default=None, help_text="Default: the whole VPC")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class NatGatewayUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    subnets = serializers.ListField(child=serializers.CharField(max_length=32), required=False)

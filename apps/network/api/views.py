@@ -6,13 +6,14 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from apps.compute.models import Instance
-from apps.core.api.views import TenantScopedViewSet, validated
-from apps.core.exceptions import NotFound
+from apps.compute.models import Instance, Region
+from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
+from apps.core.exceptions import NotFound, ValidationFailed
 from apps.core.validation import lookup
+from apps.network import edge_services as edge
 from apps.network import selectors, services
 from apps.network.api import serializers as s
-from apps.network.models import VPC, Port, SecurityGroup, Subnet
+from apps.network.models import VPC, ElasticIP, ExternalNetwork, NatGateway, Port, SecurityGroup, Subnet
 
 _CRUD = {"list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete"}
 
@@ -169,4 +170,127 @@ class SecurityGroupViewSet(_NetworkViewSet):
         if rule is None:
             raise NotFound(f"No rule {rule_id} in {group.public_id}.")
         services.delete_security_group_rule(self.actor, rule=rule)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ExternalNetworkViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, PortalViewSet):
+    """External (provider) networks EIPs come from. Everyone lists them; operators manage
+    them (ranges, VLAN, gateway chassis)."""
+
+    serializer_class = s.ExternalNetworkSerializer
+    lookup_field, lookup_url_kwarg = "public_id", "id"
+    pagination_class = None
+
+    def get_queryset(self):
+        return ExternalNetwork.objects.select_related("region")
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "actor": getattr(self, "actor", None)}
+
+    def _out(self, network, code=status.HTTP_200_OK):
+        return Response(self.get_serializer(network).data, status=code)
+
+    @extend_schema(request=s.ExternalNetworkCreateSerializer, responses={201: s.ExternalNetworkSerializer})
+    def create(self, request):
+        data = validated(s.ExternalNetworkCreateSerializer, request)
+        region = Region.objects.filter(code=data.pop("region")).first()
+        if region is None:
+            raise ValidationFailed("Unknown region.", fields={"region": ["Unknown region."]})
+        return self._out(edge.create_external_network(self.actor, region=region, **data), status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ExternalNetworkUpdateSerializer, responses=s.ExternalNetworkSerializer)
+    def partial_update(self, request, id=None):
+        network = self.get_object()
+        data = validated(s.ExternalNetworkUpdateSerializer, request)
+        return self._out(edge.update_external_network(self.actor, network=network, **data))
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, id=None):
+        edge.delete_external_network(self.actor, network=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ElasticIPViewSet(_NetworkViewSet):
+    """Elastic IPs: public addresses held by the tenant, bound to a port or an instance
+    (one-to-one NAT) or used by a NAT gateway; each with a bandwidth limit."""
+
+    model = ElasticIP
+    serializer_class = s.ElasticIPSerializer
+    update_serializer = s.ElasticIPUpdateSerializer
+    list_selector = staticmethod(selectors.list_eips)
+    filterset_fields = ["name", "address"]
+    action_permissions = {**_CRUD, "bind": "change", "unbind": "change"}
+
+    @extend_schema(request=s.ElasticIPCreateSerializer, responses={201: s.ElasticIPSerializer})
+    def create(self, request):
+        return self._out(edge.allocate_eip(self.actor, **validated(s.ElasticIPCreateSerializer, request)),
+                         status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ElasticIPUpdateSerializer, responses=s.ElasticIPSerializer)
+    def partial_update(self, request, id=None):
+        return self._update(request, edge.update_eip, "eip")
+
+    @extend_schema(responses={204: None}, summary="Release an unbound EIP")
+    def destroy(self, request, id=None):
+        return self._destroy(edge.release_eip, "eip")
+
+    @extend_schema(request=s.ElasticIPBindSerializer, responses=s.ElasticIPSerializer,
+                   summary="Bind to a port or an instance (its primary interface)")
+    @action(detail=True, methods=["post"])
+    def bind(self, request, id=None):
+        eip = self.get_object()
+        data = validated(s.ElasticIPBindSerializer, request)
+        port = lookup(self.actor, Port.objects, data["port"], field="port", label="port") if data["port"] else None
+        instance = (lookup(self.actor, Instance.objects, data["instance"], field="instance", label="instance")
+                    if data["instance"] else None)
+        return self._out(edge.bind_eip(self.actor, eip=eip, port=port, instance=instance))
+
+    @extend_schema(request=None, responses=s.ElasticIPSerializer, summary="Unbind from its port")
+    @action(detail=True, methods=["post"])
+    def unbind(self, request, id=None):
+        return self._out(edge.unbind_eip(self.actor, eip=self.get_object()))
+
+
+class NatGatewayViewSet(_NetworkViewSet):
+    """NAT gateways: source NAT of a VPC's subnets to an EIP, and port mappings into the VPC."""
+
+    model = NatGateway
+    serializer_class = s.NatGatewaySerializer
+    update_serializer = s.NatGatewayUpdateSerializer
+    list_selector = staticmethod(selectors.list_nat_gateways)
+    filterset_fields = ["name", "vpc__public_id"]
+    action_permissions = {**_CRUD, "add_mapping": "change", "delete_mapping": "change"}
+
+    @extend_schema(request=s.NatGatewayCreateSerializer, responses={201: s.NatGatewaySerializer})
+    def create(self, request):
+        data = validated(s.NatGatewayCreateSerializer, request)
+        data["vpc"] = lookup(self.actor, VPC.objects, data["vpc"], field="vpc", label="VPC")
+        data["eip"] = lookup(self.actor, ElasticIP.objects, data["eip"], field="eip", label="EIP")
+        return self._out(edge.create_nat_gateway(self.actor, **data), status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.NatGatewayUpdateSerializer, responses=s.NatGatewaySerializer)
+    def partial_update(self, request, id=None):
+        return self._update(request, edge.update_nat_gateway, "nat")
+
+    @extend_schema(responses={204: None}, summary="Delete with its port mappings (the EIP stays)")
+    def destroy(self, request, id=None):
+        return self._destroy(edge.delete_nat_gateway, "nat")
+
+    @extend_schema(request=s.PortMappingCreateSerializer, responses={201: s.PortMappingSerializer},
+                   summary="Map EIP:port to a private address and port")
+    @action(detail=True, methods=["post"], url_path="port-mappings")
+    def add_mapping(self, request, id=None):
+        nat = self.get_object()
+        mapping = edge.add_port_mapping(self.actor, nat=nat, **validated(s.PortMappingCreateSerializer, request))
+        return Response(s.PortMappingSerializer(mapping).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={204: None}, summary="Remove a port mapping",
+                   parameters=[OpenApiParameter("mapping_id", str, OpenApiParameter.PATH, description="dnat-…")])
+    @action(detail=True, methods=["delete"], url_path=r"port-mappings/(?P<mapping_id>[^/.]+)")
+    def delete_mapping(self, request, id=None, mapping_id=None):
+        nat = self.get_object()
+        mapping = nat.port_mappings.filter(public_id=mapping_id).first()
+        if mapping is None:
+            raise NotFound(f"No port mapping {mapping_id} in {nat.public_id}.")
+        edge.delete_port_mapping(self.actor, mapping=mapping)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -13,7 +13,7 @@ import abc
 from dataclasses import dataclass
 
 # Kinds of backend objects, as `inventory` reports them.
-ROUTER, SWITCH, PORT, SECURITY_GROUP = "router", "switch", "port", "security_group"
+ROUTER, SWITCH, PORT, SECURITY_GROUP, EXTERNAL = "router", "switch", "port", "security_group", "external"
 
 
 class NetworkError(Exception):
@@ -25,11 +25,71 @@ class Unavailable(NetworkError):
 
 
 @dataclass(frozen=True)
+class ExternalNetworkSpec:
+    """A provider network: a switch bridged to `physical_network` (VLAN `vlan`, 0: flat)."""
+
+    name: str
+    public_id: str
+    physical_network: str
+    vlan: int = 0
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A router's leg on an external network: `address` (ADDR/PREFIX) and a default route to
+    `nexthop`, hosted on the gateway chassis (most preferred first) where NAT happens."""
+
+    network: str  # the external network's switch
+    mac: str
+    address: str
+    nexthop: str
+    chassis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Nat:
+    """`snat` (a private CIDR leaves as `external_ip`) or `dnat_and_snat` (one-to-one)."""
+
+    id: str
+    type: str
+    external_ip: str
+    logical_ip: str
+
+
+@dataclass(frozen=True)
+class PortForward:
+    id: str
+    protocol: str
+    external_ip: str
+    external_port: int
+    internal_ip: str
+    internal_port: int
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Bandwidth of an external address, each way, in kbit/s."""
+
+    id: str
+    address: str
+    kbps: int
+
+
+@dataclass(frozen=True)
 class RouterSpec:
-    """A VPC's router; `name` is the VPC's public id."""
+    """A VPC's router (`name` is the VPC's public id), with its external gateway, NAT rules,
+    port forwards and the bandwidth limits of its external addresses when it has a gateway."""
 
     name: str
     tenant: str
+    gateway: Gateway | None = None
+    nats: tuple[Nat, ...] = ()
+    forwards: tuple[PortForward, ...] = ()
+    limits: tuple[RateLimit, ...] = ()
+
+    @property
+    def gateway_port(self) -> str:
+        return f"lrp-gw-{self.name}"
 
 
 @dataclass(frozen=True)
@@ -113,6 +173,14 @@ class NetworkDriver(abc.ABC):
 
     @abc.abstractmethod
     def delete_router(self, name: str) -> None:
+        """The router, its ports, NAT, forwards and the rate limits it owns elsewhere."""
+
+    @abc.abstractmethod
+    def ensure_external_network(self, spec: ExternalNetworkSpec) -> list[str]:
+        ...
+
+    @abc.abstractmethod
+    def delete_external_network(self, name: str) -> None:
         ...
 
     @abc.abstractmethod

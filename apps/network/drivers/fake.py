@@ -8,10 +8,12 @@ from __future__ import annotations
 import threading
 
 from apps.network.drivers.base import (
+    EXTERNAL,
     PORT,
     ROUTER,
     SECURITY_GROUP,
     SWITCH,
+    ExternalNetworkSpec,
     NetworkDriver,
     NetworkError,
     PortSpec,
@@ -21,7 +23,7 @@ from apps.network.drivers.base import (
     Unavailable,
 )
 
-state: dict[str, dict[str, object]] = {ROUTER: {}, SWITCH: {}, PORT: {}, SECURITY_GROUP: {}}
+state: dict[str, dict[str, object]] = {ROUTER: {}, SWITCH: {}, PORT: {}, SECURITY_GROUP: {}, EXTERNAL: {}}
 # Method names that raise Unavailable until removed (tests of "nothing half-made").
 fail_on: set[str] = set()
 _lock = threading.Lock()
@@ -55,7 +57,15 @@ class FakeNetworkDriver(NetworkDriver):
             state[kind].pop(name, None)
 
     def ensure_router(self, spec: RouterSpec) -> list[str]:
+        if spec.gateway is not None and spec.gateway.network not in state[EXTERNAL]:
+            raise NetworkError(f"no external switch {spec.gateway.network}")
         return self._put("ensure_router", ROUTER, spec)
+
+    def ensure_external_network(self, spec: ExternalNetworkSpec) -> list[str]:
+        return self._put("ensure_external_network", EXTERNAL, spec)
+
+    def delete_external_network(self, name: str) -> None:
+        self._drop("delete_external_network", EXTERNAL, name)
 
     def delete_router(self, name: str) -> None:
         self._drop("delete_router", ROUTER, name)

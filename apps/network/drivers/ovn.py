@@ -10,6 +10,11 @@ from its local cache, one transaction per logical change. What the portal makes:
   port      Logical_Switch_Port named by the port's UUID (libvirt's interfaceid)
   group     Port_Group `pg_sg_…` with one allow-related ACL per rule; ports with port
             security are also in `portal_drop`, whose ACLs drop all other IP traffic
+  external  Logical_Switch `ext-<name>` with a localnet port `ln-ext-<name>` (VLAN tag)
+  gateway   the VPC router's port `lrp-gw-vpc-…` on an external switch (peer `rp-gw-vpc-…`),
+            hosted on gateway chassis, with a default route; NAT rows (EIPs: dnat_and_snat,
+            NAT gateways: snat), a Load_Balancer `pf-dnat-…` per port mapping, and QoS rows
+            on the external switch limiting each EIP's bandwidth
 
 Every row carries external_ids `portal:owner`, `portal:kind`, `portal:id` (the public id) and
 `portal:tenant`."""
@@ -25,12 +30,15 @@ from ovsdbapp.backend.ovs_idl import command as ovsdb_command
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 
 from apps.network.drivers.base import (
+    EXTERNAL,
     PORT,
     ROUTER,
     SECURITY_GROUP,
     SWITCH,
     NetworkDriver,
+    ExternalNetworkSpec,
     NetworkError,
+    PortForward,
     PortSpec,
     RouterSpec,
     Rule,
@@ -41,14 +49,16 @@ from apps.network.drivers.base import (
 
 OWNER, KIND, ID, TENANT, RULE, IP_VERSION, DEVICE = (
     "portal:owner", "portal:kind", "portal:id", "portal:tenant", "portal:rule", "portal:ip_version", "portal:device")
+NAT_ID, FORWARD_ID, LIMIT_ID = "portal:nat", "portal:forward", "portal:limit"
 DROP_GROUP = "portal_drop"
 # Below the rules: ports with port security drop the IP traffic no rule allows (OVN lets
 # ARP and IPv6 neighbour discovery through on its own).
 DROP_PRIORITY, ALLOW_PRIORITY = 1001, 1002
 DHCP_LEASE_SECONDS = 43200
+QOS_PRIORITY = 2000
 _ANYWHERE = {"0.0.0.0/0", "::/0"}
 _TABLES = {ROUTER: "Logical_Router", SWITCH: "Logical_Switch", PORT: "Logical_Switch_Port",
-           SECURITY_GROUP: "Port_Group"}
+           SECURITY_GROUP: "Port_Group", EXTERNAL: "Logical_Switch"}
 
 
 class _SetColumns(ovsdb_command.BaseCommand):
@@ -209,15 +219,185 @@ class OvnDriver(NetworkDriver):
         row = self._row("Logical_Router", spec.name)
         commands: list = []
         if row is None:
-            commands.append(self.api.lr_add(spec.name, may_exist=True, external_ids=ids))
+            router = self.api.lr_add(spec.name, may_exist=True, external_ids=ids)
+            commands.append(router)
             changes = [f"router {spec.name}: created"]
+            nats, balancers = {}, {}
         else:
+            router = spec.name
             changes = self._sync("Logical_Router", row, {"external_ids": ids}, f"router {spec.name}", commands)
+            nats = {n.external_ids.get(NAT_ID): n for n in row.nat}
+            balancers = {lb.external_ids.get(FORWARD_ID): lb for lb in row.load_balancer}
+        changes += self._ensure_gateway(spec, router, row, commands)
+        changes += self._ensure_nat(spec, router, nats, commands, quiet=row is None)
+        changes += self._ensure_forwards(spec, router, balancers, commands, quiet=row is None)
+        changes += self._ensure_limits(spec, commands)
         self._commit(commands)
         return changes
 
+    def _ensure_gateway(self, spec: RouterSpec, router, row, commands: list) -> list[str]:
+        api, label, changes = self.api, f"router {spec.name} gateway", []
+        port = self._row("Logical_Router_Port", spec.gateway_port)
+        peer_name = f"rp-gw-{spec.name}"
+        peer = self._row("Logical_Switch_Port", peer_name)
+        routes = [r for r in (row.static_routes if row is not None else []) if r.external_ids.get(ID) == spec.name]
+        gw = spec.gateway
+        if gw is None:
+            if port is not None:
+                commands.append(api.lrp_del(spec.gateway_port, if_exists=True))
+                changes.append(f"{label}: removed")
+            if peer is not None:
+                commands.append(api.lsp_del(peer_name, if_exists=True))
+            commands += [api.db_remove("Logical_Router", spec.name, "static_routes", r.uuid) for r in routes]
+            return changes
+        ids = self._ids(ROUTER, spec.name, spec.tenant)
+        columns = {"mac": gw.mac, "networks": [gw.address], "external_ids": ids}
+        chassis = {(name, len(gw.chassis) - i) for i, name in enumerate(gw.chassis)}
+        if port is None:
+            commands.append(api.lrp_add(router, spec.gateway_port, gw.mac, [gw.address], may_exist=True,
+                                        external_ids=ids))
+            changes.append(f"{label}: created")
+            current_chassis: set = set()
+        else:
+            changes += self._sync("Logical_Router_Port", port, columns, label, commands)
+            current_chassis = {(c.chassis_name, c.priority) for c in port.gateway_chassis}
+        if chassis != current_chassis:
+            if port is not None:
+                commands.append(_SetColumns(api, "Logical_Router_Port", spec.gateway_port, {"gateway_chassis": []}))
+                changes.append(f"{label}: chassis differed")
+            commands += [api.lrp_set_gateway_chassis(spec.gateway_port, name, priority) for name, priority in chassis]
+        peer_columns = {"type": "router", "addresses": ["router"], "options": {"router-port": spec.gateway_port},
+                        "external_ids": ids}
+        if peer is None:
+            commands.append(api.lsp_add(gw.network, peer_name, may_exist=True, **peer_columns))
+            if port is not None:
+                changes.append(f"{label}: external switch port missing")
+        else:
+            changes += self._sync("Logical_Switch_Port", peer, peer_columns, f"{label} external port", commands)
+        if [(r.ip_prefix, r.nexthop) for r in routes] != [("0.0.0.0/0", gw.nexthop)]:
+            commands += [api.db_remove("Logical_Router", spec.name, "static_routes", r.uuid) for r in routes]
+            route = api.lr_route_add(router, "0.0.0.0/0", gw.nexthop, may_exist=False)
+            commands += [route, _SetColumns(api, "Logical_Router_Static_Route", route,
+                                            {"external_ids": {OWNER: self.owner, ID: spec.name}})]
+            if port is not None:
+                changes.append(f"{label}: default route differed")
+        return changes
+
+    def _ensure_nat(self, spec: RouterSpec, router, current: dict, commands: list, *, quiet: bool) -> list[str]:
+        api, changes = self.api, []
+        wanted = {n.id: n for n in spec.nats}
+        for key, row in current.items():
+            nat = wanted.get(key)
+            if nat is None or (row.type, row.external_ip, row.logical_ip) != (nat.type, nat.external_ip,
+                                                                                nat.logical_ip):
+                commands.append(api.db_remove("Logical_Router", spec.name, "nat", row.uuid))
+                changes.append(f"router {spec.name}: NAT {key} " + ("removed" if nat is None else "differed"))
+        for key, nat in wanted.items():
+            row = current.get(key)
+            if row is None or (row.type, row.external_ip, row.logical_ip) != (nat.type, nat.external_ip,
+                                                                                nat.logical_ip):
+                add = api.lr_nat_add(router, nat.type, nat.external_ip, nat.logical_ip)
+                commands += [add, _SetColumns(api, "NAT", add, {"external_ids": {OWNER: self.owner, NAT_ID: key}})]
+                if row is None and not quiet:
+                    changes.append(f"router {spec.name}: NAT {key} missing")
+        return changes
+
+    def _ensure_forwards(self, spec: RouterSpec, router, current: dict, commands: list, *,
+                         quiet: bool) -> list[str]:
+        """A port forward is a load balancer with one VIP on the router (as Neutron does)."""
+        api, changes = self.api, []
+        wanted = {f.id: f for f in spec.forwards}
+
+        def vips(forward: PortForward) -> dict[str, str]:
+            return {f"{forward.external_ip}:{forward.external_port}": f"{forward.internal_ip}:{forward.internal_port}"}
+
+        for key, lb in current.items():
+            forward = wanted.get(key)
+            if forward is None or (dict(lb.vips), lb.protocol) != (vips(forward), [forward.protocol]):
+                commands.append(api.lb_del(lb.uuid, if_exists=True))
+                changes.append(f"router {spec.name}: forward {key} " + ("removed" if forward is None else "differed"))
+        for key, forward in wanted.items():
+            lb = current.get(key)
+            if lb is None or (dict(lb.vips), lb.protocol) != (vips(forward), [forward.protocol]):
+                ids = {OWNER: self.owner, FORWARD_ID: key, ID: spec.name}
+                balancer = api.db_create("Load_Balancer", name=f"pf-{key}", vips=vips(forward),
+                                         protocol=forward.protocol, external_ids=ids)
+                commands += [balancer, api.db_add("Logical_Router", router, "load_balancer", balancer)]
+                if lb is None and not quiet:
+                    changes.append(f"router {spec.name}: forward {key} missing")
+        return changes
+
+    def _qos_rows(self, router: str) -> list:
+        return [q for q in self._rows("QoS") if q.external_ids.get(ID) == router
+                and q.external_ids.get(OWNER) == self.owner]
+
+    def _ensure_limits(self, spec: RouterSpec, commands: list) -> list[str]:
+        """Each external address's bandwidth, metered where the router meets the external
+        switch: what leaves through the gateway port and what enters through it."""
+        api, changes = self.api, []
+        wanted: dict[tuple[str, str], tuple[str, str, int]] = {}
+        if spec.gateway is not None:
+            peer = f"rp-gw-{spec.name}"
+            for limit in spec.limits:
+                wanted[(limit.id, "from-lport")] = (f'inport == "{peer}" && ip4.src == {limit.address}',
+                                                     spec.gateway.network, limit.kbps)
+                wanted[(limit.id, "to-lport")] = (f'outport == "{peer}" && ip4.dst == {limit.address}',
+                                                   spec.gateway.network, limit.kbps)
+        current = {(q.external_ids.get(LIMIT_ID), q.direction): q for q in self._qos_rows(spec.name)}
+        switches = {q.uuid: s.name for s in self._rows("Logical_Switch") for q in s.qos_rules}
+        for key, row in current.items():
+            want = wanted.get(key)
+            if want is None or (row.match, switches.get(row.uuid), dict(row.bandwidth).get("rate")) != want:
+                commands.append(api.db_remove("Logical_Switch", switches[row.uuid], "qos_rules", row.uuid))
+                changes.append(f"router {spec.name}: rate limit {key[0]} {key[1]} "
+                               + ("removed" if want is None else "differed"))
+        for (limit_id, direction), (match, switch, kbps) in wanted.items():
+            row = current.get((limit_id, direction))
+            if row is None or (row.match, switches.get(row.uuid), dict(row.bandwidth).get("rate")) != (
+                    match, switch, kbps):
+                ids = {OWNER: self.owner, ID: spec.name, LIMIT_ID: limit_id}
+                commands.append(api.qos_add(switch, direction, QOS_PRIORITY, match, rate=kbps, burst=kbps,
+                                            external_ids=ids))
+        return changes
+
     def delete_router(self, name: str) -> None:
-        self._commit([self.api.lr_del(name, if_exists=True)])
+        api = self.api
+        commands = [api.lsp_del(f"rp-gw-{name}", if_exists=True)]
+        commands += [api.lb_del(lb.uuid, if_exists=True) for lb in self._rows("Load_Balancer")
+                     if lb.external_ids.get(ID) == name and lb.external_ids.get(OWNER) == self.owner]
+        switches = {q.uuid: s.name for s in self._rows("Logical_Switch") for q in s.qos_rules}
+        commands += [api.db_remove("Logical_Switch", switches[q.uuid], "qos_rules", q.uuid)
+                     for q in self._qos_rows(name) if q.uuid in switches]
+        commands.append(api.lr_del(name, if_exists=True))
+        self._commit(commands)
+
+    # --- external networks ------------------------------------------------------------------
+
+    def ensure_external_network(self, spec: ExternalNetworkSpec) -> list[str]:
+        api, commands, changes = self.api, [], []
+        ids = {OWNER: self.owner, KIND: EXTERNAL, ID: spec.public_id}
+        switch = self._row("Logical_Switch", spec.name)
+        if switch is None:
+            commands.append(api.ls_add(spec.name, may_exist=True, external_ids=ids))
+            changes.append(f"external network {spec.name}: created")
+        else:
+            changes += self._sync("Logical_Switch", switch, {"external_ids": ids}, f"external {spec.name}", commands)
+        localnet = f"ln-{spec.name}"
+        columns = {"type": "localnet", "addresses": ["unknown"], "options": {"network_name": spec.physical_network},
+                   "tag": [spec.vlan] if spec.vlan else [], "external_ids": ids}
+        row = self._row("Logical_Switch_Port", localnet)
+        if row is None:
+            # lsp_add's own `tag` is for container ports (with a parent); the VLAN is set after.
+            add = api.lsp_add(spec.name if switch is not None else commands[0], localnet, may_exist=True,
+                              **{k: v for k, v in columns.items() if k != "tag"})
+            commands += [add, _SetColumns(api, "Logical_Switch_Port", add, {"tag": columns["tag"]})]
+        else:
+            changes += self._sync("Logical_Switch_Port", row, columns, f"external {spec.name} localnet", commands)
+        self._commit(commands)
+        return changes
+
+    def delete_external_network(self, name: str) -> None:
+        self._commit([self.api.ls_del(name, if_exists=True)])
 
     # --- switches (subnets) ---------------------------------------------------------------
 

@@ -85,7 +85,8 @@ def test_operators_see_every_tenants_records(a_owner, b_owner, operator, actor):
 
 
 def test_every_service_is_audited():
-    """Guard: each public function in an app's services module is wrapped by `audited`."""
+    """Guard: each public function in an app's services modules (`services`, `*_services`) is
+    wrapped by `audited`."""
     import importlib
     import inspect
     import pkgutil
@@ -93,11 +94,12 @@ def test_every_service_is_audited():
     import apps
 
     unaudited = []
-    for module_info in pkgutil.iter_modules(apps.__path__):
-        try:
-            module = importlib.import_module(f"apps.{module_info.name}.services")
-        except ModuleNotFoundError:
-            continue
+    modules = [importlib.import_module(f"apps.{app.name}.{m.name}")
+               for app in pkgutil.iter_modules(apps.__path__)
+               for m in pkgutil.iter_modules([f"{apps.__path__[0]}/{app.name}"])
+               if m.name == "services" or m.name.endswith("_services")]
+    assert len(modules) >= 5
+    for module in modules:
         for name, fn in inspect.getmembers(module, inspect.isfunction):
             if fn.__module__ != module.__name__ or name.startswith("_") or name.startswith("require_"):
                 continue

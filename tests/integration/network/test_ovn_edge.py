@@ -1,0 +1,80 @@
+"""External networks, EIPs and NAT gateways in a real OVN northbound database, checked with
+ovn-nbctl: the external switch and its localnet port, the VPC router's gateway port on its
+gateway chassis with a default route, NAT rows, port-forward load balancers and the EIPs' QoS;
+all gone again when unbound or deleted; drift repaired by the reconcile."""
+
+import pytest
+
+from apps.core.actor import Actor
+from apps.network import edge_services as edge
+from apps.network import services
+from apps.network.models import VPC
+from tests.integration.network.test_ovn_northbound import rows
+
+pytestmark = [pytest.mark.ovn, pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def public(ovn, region):
+    return edge.create_external_network(
+        Actor.system(), name="public", region=region, cidr="203.0.113.0/24", gateway_ip="203.0.113.1", vlan=42,
+        ranges=[{"start": "203.0.113.10", "end": "203.0.113.99"}], gateway_chassis=["gw-a", "gw-b"],
+        is_default=True)
+
+
+def nat_rows(ovn, vpc) -> list[tuple[str, str, str]]:
+    """(type, external ip, logical ip) of the router's NAT rows."""
+    router = rows(ovn, "Logical_Router", f"name={vpc.public_id}", columns="nat")[0]["nat"]
+    uuids = router if isinstance(router, list) else [router]
+    return sorted((r["type"], r["external_ip"], r["logical_ip"]) for r in rows(ovn, "NAT")
+                  if r["_uuid"] in uuids)
+
+
+def test_eip_and_nat_gateway_in_ovn(ovn, public, a_owner, actor):
+    owner = actor(a_owner)
+    [localnet] = rows(ovn, "Logical_Switch_Port", "name=ln-ext-public")
+    assert (localnet["type"], localnet["options"], localnet["tag"]) == ("localnet", {"network_name": "physnet1"}, 42)
+
+    vpc = services.create_vpc(owner, name="prod", cidr="10.30.0.0/16")
+    web = services.create_subnet(owner, vpc=vpc, name="web", cidr="10.30.1.0/24")
+    port = services.create_port(owner, subnet=web)
+    eip = edge.allocate_eip(owner, bandwidth_mbps=10)
+    edge.bind_eip(owner, eip=eip, port=port)
+    vpc.refresh_from_db()
+
+    [gw] = rows(ovn, "Logical_Router_Port", f"name=lrp-gw-{vpc.public_id}")
+    assert (gw["mac"], gw["networks"]) == (vpc.gateway_mac, f"{vpc.gateway_ip}/24")
+    chassis = sorted((c["chassis_name"], c["priority"]) for c in rows(ovn, "Gateway_Chassis"))
+    assert chassis == [("gw-a", 2), ("gw-b", 1)]
+    assert "0.0.0.0/0" in ovn.nbctl("lr-route-list", vpc.public_id) and "203.0.113.1" in ovn.nbctl(
+        "lr-route-list", vpc.public_id)
+    private = port.addresses.get().address
+    assert nat_rows(ovn, vpc) == [("dnat_and_snat", eip.address, private)]
+    qos = sorted((q["direction"], q["match"], q["bandwidth"]["rate"]) for q in rows(ovn, "QoS"))
+    assert qos == [("from-lport", f'inport == "rp-gw-{vpc.public_id}" && ip4.src == {eip.address}', 10000),
+                   ("to-lport", f'outport == "rp-gw-{vpc.public_id}" && ip4.dst == {eip.address}', 10000)]
+    assert f"rp-gw-{vpc.public_id}" in ovn.nbctl("lsp-list", "ext-public")
+
+    nat_eip = edge.allocate_eip(owner)
+    nat = edge.create_nat_gateway(owner, vpc=vpc, eip=nat_eip, name="egress", subnets=[web.public_id])
+    edge.add_port_mapping(owner, nat=nat, protocol="tcp", external_port=2222, internal_ip=private, internal_port=22)
+    assert ("snat", nat_eip.address, "10.30.1.0/24") in nat_rows(ovn, vpc)
+    [balancer] = rows(ovn, "Load_Balancer")
+    assert (balancer["protocol"], balancer["vips"]) == ("tcp", {f"{nat_eip.address}:2222": f"{private}:22"})
+    assert balancer["_uuid"] in str(rows(ovn, "Logical_Router", f"name={vpc.public_id}")[0]["load_balancer"])
+
+    # Drift: a NAT row and the load balancer removed by hand come back with the reconcile.
+    ovn.nbctl("lr-nat-del", vpc.public_id, "dnat_and_snat", eip.address)
+    ovn.nbctl("lb-del", balancer["name"])
+    report = services.reconcile_network()
+    assert any(eip.public_id in line for line in report["repaired"])
+    assert len(rows(ovn, "Load_Balancer")) == 1 and len(nat_rows(ovn, vpc)) == 2
+
+    edge.delete_nat_gateway(owner, nat=nat)
+    edge.unbind_eip(owner, eip=eip)
+    vpc = VPC.objects.get(pk=vpc.pk)
+    assert vpc.gateway_ip is None
+    assert nat_rows(ovn, vpc) == [] and rows(ovn, "Load_Balancer") == [] and rows(ovn, "QoS") == []
+    assert rows(ovn, "Logical_Router_Port", f"name=lrp-gw-{vpc.public_id}") == []
+    assert f"rp-gw-{vpc.public_id}" not in ovn.nbctl("lsp-list", "ext-public")
+    assert "0.0.0.0/0" not in ovn.nbctl("lr-route-list", vpc.public_id)
