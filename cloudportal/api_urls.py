@@ -33,6 +33,7 @@ router.register("security-groups", network.SecurityGroupViewSet, basename="secur
 router.register("external-networks", network.ExternalNetworkViewSet, basename="external-network")
 router.register("eips", network.ElasticIPViewSet, basename="eip")
 router.register("nat-gateways", network.NatGatewayViewSet, basename="nat-gateway")
+router.register("havips", network.HaVipViewSet, basename="havip")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

@@ -776,6 +776,17 @@ _ovn_nb_dir() {
     if [[ -d "$1" ]]; then (cd "$1" && pwd -P); else printf '%s\n' "$1"; fi
 }
 
+# _ovsdb_file_ready DB SCHEMA: create the database file DB of SCHEMA if missing, or convert it
+# when an upgrade brought a newer SCHEMA (convert keeps the data: what ovn-ctl does).
+_ovsdb_file_ready() {
+    local db="$1" schema="$2"
+    if [[ ! -f "$db" ]]; then
+        ovsdb-tool create "$db" "$schema" || { log "ovsdb-tool create $db failed"; return 1; }
+    elif [[ "$(ovsdb-tool needs-conversion "$db" "$schema" 2>/dev/null)" == yes ]]; then
+        ovsdb-tool convert "$db" "$schema" || { log "ovsdb-tool convert $db failed"; return 1; }
+    fi
+}
+
 # _ovn_nb_answers SOCKET: ovn-nbctl gets an answer on the unix socket within 5 s.
 _ovn_nb_answers() {
     ovn-nbctl --db="unix:$1" --timeout=5 show >/dev/null 2>&1
@@ -815,12 +826,7 @@ ovn_nb_start() {
     else
         # hung, or left over from a run that was killed hard (its pid file says it is ours)
         if [[ -n "$pid" ]]; then _kill_pid "$pid" "$pidfile" TERM; fi
-        if [[ ! -f "$db" ]]; then
-            ovsdb-tool create "$db" "$OVN_NB_SCHEMA" || { log "ovsdb-tool create $db failed"; return 1; }
-        elif [[ "$(ovsdb-tool needs-conversion "$db" "$OVN_NB_SCHEMA" 2>/dev/null)" == yes ]]; then
-            # an OVN upgrade brought a newer schema; convert keeps the data (what ovn-ctl does)
-            ovsdb-tool convert "$db" "$OVN_NB_SCHEMA" || { log "ovsdb-tool convert $db failed"; return 1; }
-        fi
+        _ovsdb_file_ready "$db" "$OVN_NB_SCHEMA" || return 1
         # before the start, so that a failure or Ctrl-C from here on stops it
         if [[ -z "${_OVN_NB_STARTED[$dir]:-}" ]]; then on_exit "ovn_nb_stop $(printf '%q' "$dir")"; fi
         _OVN_NB_STARTED[$dir]=1
@@ -867,4 +873,343 @@ ovn_nb_stop() {
         unset OVN_NB_CONNECTION
         _OVN_NB_OWN_CONNECTION=""
     fi
+}
+
+# --------------------------------------------------------------------------------------------
+# The local OVN stack of `make run`: the dataplane that guests on a subnet plug into
+# --------------------------------------------------------------------------------------------
+# What OVN's central nodes (southbound database, ovn-northd) and a hypervisor host (Open vSwitch
+# with br-int, ovn-controller) run in production, all on this machine: libvirt plugs an instance's
+# NIC into br-int and OVN answers its DHCP. Open vSwitch runs in userspace (datapath netdev), so no
+# kernel module is needed. The same sequence as tests/ovn.py's start_stack, except that the
+# databases are kept across runs and a stack still running from an earlier run is reused.
+OVN_SB_SCHEMA=/usr/share/ovn/ovn-sb.ovsschema
+OVS_SCHEMA=/usr/share/openvswitch/vswitch.ovsschema   # openvswitch-common
+# libvirt's ovs-vsctl looks for the Open vSwitch database there (it passes no --db)
+OVS_DEFAULT_DB=/var/run/openvswitch/db.sock
+# tests/ovn.py's STACK_LOCK: one such stack per machine (there is one OVS_DEFAULT_DB, and the
+# netdev datapath's taps br-int and ovs-netdev live in the host's network namespace)
+OVN_STACK_LOCK=/var/run/portal-test-ovn-stack.lock
+OVN_LOCAL_CHASSIS=portal-local   # ovn-controller's chassis (external_ids:system-id)
+_OVN_STACK_TIMEOUT=30         # seconds for a daemon to answer, and for the chassis to register
+_OVN_STACK_LOCK_TIMEOUT=120   # seconds to wait for a test run's stack to stop (tests/ovn.py's LOCK_TIMEOUT)
+_OVN_STACK_DIR=""             # databases, pid files, logs
+_OVN_STACK_RUN=""             # unix sockets: _OVN_STACK_DIR, or a shorter one (_ovn_stack_rundir)
+_OVN_STACK_LOCK_FD=""
+_OVN_STACK_LINK=""            # the OVS_DEFAULT_DB link target ovn_local_stack_stop removes
+_OVN_STACK_MADE_LINK_DIR=0
+_OVN_STACK_HOOKED=0
+_OVN_STACK_REUSED=()
+declare -gA _OVN_STACK_STARTED=()   # daemon -> 1 for each this shell started (only those are stopped)
+
+# _ovn_stack_rundir DIR: where the stack's unix sockets go: DIR, or /tmp/cloudportal-ovn-<hash of
+# DIR> when DIR is too long for them (107 bytes; ovn-controller's control socket is
+# ovn-controller.PID.ctl, up to 26 bytes).
+_ovn_stack_rundir() {
+    local hash
+    if ((${#1} + 27 <= 107)); then printf '%s\n' "$1"; return 0; fi
+    hash="$(printf '%s' "$1" | sha256sum | cut -c1-12)"
+    printf '%s\n' "/tmp/cloudportal-ovn-$hash"
+}
+
+# _ovn_env COMMAND...: COMMAND with every default path of the OVS/OVN daemons and tools in our
+# directories, nothing under /var/run or /etc (ovs-vswitchd makes br-int.mgmt in OVS_RUNDIR,
+# ovn-controller looks for it there), and without the lock's fd (a daemon would keep it locked).
+_ovn_env() {
+    local kind vars=()
+    for kind in OVS OVN; do
+        vars+=("${kind}_RUNDIR=$_OVN_STACK_RUN" "${kind}_LOGDIR=$_OVN_STACK_DIR" "${kind}_DBDIR=$_OVN_STACK_DIR"
+            "${kind}_SYSCONFDIR=$_OVN_STACK_DIR")
+    done
+    if [[ -n "$_OVN_STACK_LOCK_FD" ]]; then
+        env "${vars[@]}" "$@" {_OVN_STACK_LOCK_FD}>&-
+    else
+        env "${vars[@]}" "$@"
+    fi
+}
+
+# _ovn_stack_answers NAME: the daemon NAME answers on its socket within 5 s. (Not `ovs-vsctl show`
+# for the Open vSwitch database: before `ovs-vsctl init` it waits for the Open_vSwitch row.)
+_ovn_stack_answers() {
+    local run="$_OVN_STACK_RUN" pid
+    case "$1" in
+        sb) _ovn_env ovsdb-client --timeout=5 list-dbs "unix:$run/sb.sock" ;;
+        northd) _ovn_env ovn-appctl -t "$run/northd.ctl" --timeout=5 version ;;
+        ovsdb-server) _ovn_env ovsdb-client --timeout=5 list-dbs "unix:$run/db.sock" ;;
+        ovs-vswitchd) _ovn_env ovs-appctl -t "$run/ovs-vswitchd.ctl" --timeout=5 version ;;
+        ovn-controller)
+            pid="$(head -n 1 "$_OVN_STACK_DIR/ovn-controller.pid" 2>/dev/null || true)"
+            [[ -n "$pid" ]] && _ovn_env ovn-appctl -t "$run/ovn-controller.$pid.ctl" --timeout=5 version ;;
+        *) return 1 ;;
+    esac >/dev/null 2>&1
+}
+
+# _ovn_stack_daemon NAME WHAT COMMAND...: reuse the daemon NAME (pid file DIR/NAME.pid) when it
+# runs and answers; else start COMMAND --pidfile --log-file=DIR/NAME.log --detach and wait until
+# it answers. WHAT names it in messages.
+_ovn_stack_daemon() {
+    local name="$1" what="$2" pidfile="$_OVN_STACK_DIR/$1.pid" log_file="$_OVN_STACK_DIR/$1.log" pid out deadline
+    shift 2
+    pid="$(head -n 1 "$pidfile" 2>/dev/null || true)"
+    # the pid file's path is on the daemon's command line: a recycled PID is not taken for it
+    if _pid_alive "$pid" "--pidfile=$pidfile" && _ovn_stack_answers "$name"; then
+        [[ -n "${_OVN_STACK_STARTED[$name]:-}" ]] || _OVN_STACK_REUSED+=("$name")
+        return 0
+    fi
+    # hung, or left over from a run that was killed hard (its pid file says it is ours)
+    if [[ -n "$pid" ]]; then _kill_pid "$pid" "--pidfile=$pidfile" TERM; fi
+    _OVN_STACK_STARTED[$name]=1   # before the start: a failure from here on stops it
+    # --detach returns once the daemon is set up (listens, has written its pid file)
+    if ! out="$(_ovn_env "$@" --pidfile="$pidfile" --log-file="$log_file" --detach </dev/null 2>&1)"; then
+        log "$out"
+        tail -n 15 "$log_file" >&2 2>/dev/null
+        log "$what did not start"
+        return 1
+    fi
+    deadline=$((SECONDS + _OVN_STACK_TIMEOUT))
+    until _ovn_stack_answers "$name"; do
+        if ((SECONDS >= deadline)); then
+            tail -n 15 "$log_file" >&2 2>/dev/null
+            log "$what does not answer after ${_OVN_STACK_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# _ovn_stack_stop_daemon NAME: stop the daemon NAME if this shell started it, by the PID in its
+# pid file (SIGKILL after ~15 s).
+_ovn_stack_stop_daemon() {
+    local name="$1" pidfile="$_OVN_STACK_DIR/$1.pid" pid i
+    [[ -n "${_OVN_STACK_STARTED[$name]:-}" ]] || return 0
+    unset "_OVN_STACK_STARTED[$name]"
+    pid="$(head -n 1 "$pidfile" 2>/dev/null || true)"
+    [[ -n "$pid" ]] || return 0
+    if [[ "$name" == ovs-vswitchd ]] && _pid_alive "$pid" "--pidfile=$pidfile"; then
+        # the netdev datapath's taps (br-int, ovs-netdev) outlive a SIGTERM: `exit --cleanup` deletes them
+        _ovn_env ovs-appctl -t "$_OVN_STACK_RUN/ovs-vswitchd.ctl" --timeout=5 exit --cleanup >/dev/null 2>&1 || true
+        for ((i = 0; i < 100; i++)); do
+            _pid_alive "$pid" "--pidfile=$pidfile" || break
+            sleep 0.1
+        done
+    fi
+    _kill_pid "$pid" "--pidfile=$pidfile" TERM
+}
+
+# _unix_socket_answers PATH: something listens on the unix socket PATH (symlinks followed).
+_unix_socket_answers() {
+    python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(1)
+s.connect(sys.argv[1])' "$1" >/dev/null 2>&1
+}
+
+# _ovs_default_db_taken: print why OVS_DEFAULT_DB cannot point at our Open vSwitch database, or
+# fail when it can: absent, ours already, or a stale link (dangling, or to a socket nobody listens
+# on: a run that was killed hard). The same rules as tests/ovn.py's default_ovs_db_taken.
+_ovs_default_db_taken() {
+    local target
+    [[ -e "$OVS_DEFAULT_DB" || -L "$OVS_DEFAULT_DB" ]] || return 1
+    if [[ ! -L "$OVS_DEFAULT_DB" ]]; then
+        printf '%s\n' "$OVS_DEFAULT_DB exists and is not a symlink: a system Open vSwitch runs (or ran) here"
+        return 0
+    fi
+    target="$(readlink "$OVS_DEFAULT_DB")"
+    [[ "$target" != "$_OVN_STACK_RUN/db.sock" ]] || return 1
+    _unix_socket_answers "$OVS_DEFAULT_DB" || return 1
+    printf '%s %s\n' "$OVS_DEFAULT_DB links to $target, where an ovsdb-server answers (a test run's OVN stack, or" \
+        "another checkout's \`make run\`)"
+}
+
+# _ovs_link_default_db: point OVS_DEFAULT_DB at our Open vSwitch database (libvirt's ovs-vsctl
+# uses that path). A stale link is replaced; a taken one is left alone (fails, saying why).
+# ovn_local_stack_stop removes the link only if this shell started our ovsdb-server and the link
+# still points at it: a reused stack keeps running, and keeps its link.
+_ovs_link_default_db() {
+    local target="$_OVN_STACK_RUN/db.sock" reason
+    if reason="$(_ovs_default_db_taken)"; then log "warning: $reason"; return 1; fi
+    if [[ ! -d "${OVS_DEFAULT_DB%/*}" ]]; then
+        mkdir -p "${OVS_DEFAULT_DB%/*}" || { log "cannot create ${OVS_DEFAULT_DB%/*}"; return 1; }
+        _OVN_STACK_MADE_LINK_DIR=1
+    fi
+    if [[ "$(readlink "$OVS_DEFAULT_DB" 2>/dev/null)" != "$target" ]]; then
+        rm -f "$OVS_DEFAULT_DB"   # stale (_ovs_default_db_taken said so)
+        # no -f: a link that appeared meanwhile is not replaced
+        ln -s "$target" "$OVS_DEFAULT_DB" 2>/dev/null \
+            || { log "warning: $OVS_DEFAULT_DB appeared meanwhile (a test run's OVN stack?)"; return 1; }
+    fi
+    if [[ -n "${_OVN_STACK_STARTED[ovsdb-server]:-}" ]]; then _OVN_STACK_LINK="$target"; fi
+}
+
+# _ovs_unlink_default_db: remove the OVS_DEFAULT_DB link _ovs_link_default_db made (if it still
+# points at our database), and its directory if we made that and it is empty.
+_ovs_unlink_default_db() {
+    local target="$_OVN_STACK_LINK"
+    _OVN_STACK_LINK=""
+    if [[ -n "$target" && -L "$OVS_DEFAULT_DB" && "$(readlink "$OVS_DEFAULT_DB")" == "$target" ]]; then
+        rm -f "$OVS_DEFAULT_DB"
+    fi
+    if ((_OVN_STACK_MADE_LINK_DIR)); then
+        _OVN_STACK_MADE_LINK_DIR=0
+        rmdir "${OVS_DEFAULT_DB%/*}" 2>/dev/null || true   # unless something else put files there
+    fi
+}
+
+# _ovn_stack_lock: take OVN_STACK_LOCK (flock), waiting up to _OVN_STACK_LOCK_TIMEOUT s for a test
+# run's stack to stop. Held only while the stack starts: a test run that comes later finds
+# OVS_DEFAULT_DB taken and skips its OVN stack tests, rather than waiting for `make run` to end.
+_ovn_stack_lock() {
+    local holder
+    if ! exec {_OVN_STACK_LOCK_FD}>>"$OVN_STACK_LOCK"; then
+        _OVN_STACK_LOCK_FD=""
+        log "cannot open $OVN_STACK_LOCK"
+        return 1
+    fi
+    if ! flock -n "$_OVN_STACK_LOCK_FD"; then
+        holder="$(head -n 1 "$OVN_STACK_LOCK" 2>/dev/null || true)"
+        log "waiting up to ${_OVN_STACK_LOCK_TIMEOUT}s for the OVN test stack of pid ${holder:-?} to stop" \
+            "($OVN_STACK_LOCK)"
+        if ! flock -w "$_OVN_STACK_LOCK_TIMEOUT" "$_OVN_STACK_LOCK_FD"; then
+            _ovn_stack_unlock
+            log "warning: the OVN test stack of pid ${holder:-?} still holds $OVN_STACK_LOCK"
+            return 1
+        fi
+    fi
+    printf '%s\n' "$BASHPID" >"$OVN_STACK_LOCK"   # for the holder's pid in messages, as tests/ovn.py does
+}
+
+_ovn_stack_unlock() {
+    if [[ -n "$_OVN_STACK_LOCK_FD" ]]; then exec {_OVN_STACK_LOCK_FD}>&-; fi
+    _OVN_STACK_LOCK_FD=""
+}
+
+# _ovn_local_stack_up: ovn_local_stack_start's daemons, with the lock held. 0: up; 1: failed;
+# 2: OVS_DEFAULT_DB is another Open vSwitch's.
+_ovn_local_stack_up() {
+    local dir="$_OVN_STACK_DIR" run="$_OVN_STACK_RUN" reason deadline chassis
+    local -a vsctl=(ovs-vsctl --db="unix:$run/db.sock" --timeout=10)
+    # before starting anything: a test run's stack may use it
+    if reason="$(_ovs_default_db_taken)"; then log "warning: $reason"; return 2; fi
+
+    _ovsdb_file_ready "$dir/ovnsb_db.db" "$OVN_SB_SCHEMA" || return 1
+    _ovn_stack_daemon sb "the OVN southbound ovsdb-server" \
+        ovsdb-server "$dir/ovnsb_db.db" --remote="punix:$run/sb.sock" --unixctl="$run/sb.ctl" || return 1
+    # creates the SB_Global row if there is none yet; a no-op after that
+    _ovn_env ovn-sbctl --db="unix:$run/sb.sock" --timeout=5 init || { log "ovn-sbctl init failed"; return 1; }
+    _ovn_stack_daemon northd ovn-northd \
+        ovn-northd --ovnnb-db="$OVN_NB_CONNECTION" --ovnsb-db="unix:$run/sb.sock" --unixctl="$run/northd.ctl" \
+        || return 1
+
+    _ovsdb_file_ready "$dir/conf.db" "$OVS_SCHEMA" || return 1
+    _ovn_stack_daemon ovsdb-server "the Open vSwitch ovsdb-server" \
+        ovsdb-server "$dir/conf.db" --remote="punix:$run/db.sock" --unixctl="$run/ovsdb-server.ctl" || return 1
+    # ovn-bridge-datapath-type=netdev: bridges ovn-controller makes stay in userspace too
+    _ovn_env "${vsctl[@]}" --no-wait init -- set Open_vSwitch . "external_ids:system-id=$OVN_LOCAL_CHASSIS" \
+        "external_ids:ovn-remote=unix:$run/sb.sock" external_ids:ovn-encap-type=geneve \
+        external_ids:ovn-encap-ip=127.0.0.1 external_ids:ovn-bridge-datapath-type=netdev \
+        || { log "ovs-vsctl could not set up the Open vSwitch database"; return 1; }
+    _ovs_link_default_db || return 2
+
+    _ovn_stack_daemon ovs-vswitchd ovs-vswitchd \
+        ovs-vswitchd "unix:$run/db.sock" --unixctl="$run/ovs-vswitchd.ctl" || return 1
+    # br-int made here (as ovn-controller would make it) so that br-int.mgmt exists when
+    # ovn-controller starts (else it fails to connect and retries a second later). Without
+    # --no-wait, ovs-vsctl returns once ovs-vswitchd has made it.
+    _ovn_env "${vsctl[@]}" --may-exist add-br br-int -- set Bridge br-int datapath_type=netdev fail_mode=secure \
+        other_config:disable-in-band=true || { log "ovs-vsctl could not make br-int"; return 1; }
+    # ovn-controller 23.03 has no --unixctl: its control socket is OVN_RUNDIR/ovn-controller.PID.ctl
+    _ovn_stack_daemon ovn-controller ovn-controller ovn-controller "unix:$run/db.sock" || return 1
+
+    deadline=$((SECONDS + _OVN_STACK_TIMEOUT))
+    until chassis="$(_ovn_env ovn-sbctl --db="unix:$run/sb.sock" --timeout=5 --bare --columns=name \
+        find Chassis "name=$OVN_LOCAL_CHASSIS" 2>/dev/null)" && [[ "$chassis" == "$OVN_LOCAL_CHASSIS" ]]; do
+        if ((SECONDS >= deadline)); then
+            tail -n 15 "$dir/ovn-controller.log" >&2 2>/dev/null
+            log "ovn-controller did not register chassis $OVN_LOCAL_CHASSIS after ${_OVN_STACK_TIMEOUT}s"
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# ovn_local_stack_start DIR: the whole OVN stack on this machine, for `make run`: ovn_nb_start DIR,
+# then the southbound ovsdb-server (DIR/ovnsb_db.db), ovn-northd, Open vSwitch's ovsdb-server
+# (DIR/conf.db) and ovs-vswitchd with br-int (datapath netdev), and ovn-controller (chassis
+# OVN_LOCAL_CHASSIS). Pid files DIR/NAME.pid, logs DIR/NAME.log, the databases kept across runs.
+# OVS_DEFAULT_DB links to our Open vSwitch database; PORTAL_OVS_DATAPATH=netdev is exported.
+# Daemons still running from an earlier run (pid alive, answering) are reused and left running;
+# the ones started here are stopped on exit (on_exit ovn_local_stack_stop), in reverse order.
+# - The caller exported OVN_NB_CONNECTION (production: a real OVN cluster, and the hypervisor
+#   hosts run their own ovn-controller): does nothing.
+# - Not root, or OVS_DEFAULT_DB is another Open vSwitch's (a system one, a test run's stack or
+#   another checkout's `make run`): the northbound database only, with a warning; the portal
+#   runs, instances on a subnet do not start.
+# A test run (`make test`) while this stack runs finds OVS_DEFAULT_DB taken: its OVN stack tests
+# skip, saying so. One stack per shell.
+ovn_local_stack_start() {
+    local tool file rc=0 t0 ms started=() name reused=""
+    t0="${EPOCHREALTIME//[!0-9]/}"
+    if [[ -n "${OVN_NB_CONNECTION:-}" && "$OVN_NB_CONNECTION" != "$_OVN_NB_OWN_CONNECTION" ]]; then
+        log "using the caller's OVN_NB_CONNECTION ($OVN_NB_CONNECTION): no local OVN stack" \
+            "(the hypervisor hosts run their own ovn-controller)"
+        return 0
+    fi
+    ovn_nb_start "$1" || return 1
+    if [[ "$(id -u)" != 0 ]]; then
+        log "warning: not root, so no local Open vSwitch/ovn-controller: instances on a subnet will not start"
+        return 0
+    fi
+    for tool in ovsdb-client ovn-sbctl ovn-northd ovn-appctl ovs-vsctl ovs-appctl ovs-vswitchd ovn-controller flock; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            log "the local OVN stack needs $tool (apt: ${ovn_packages[*]}, util-linux)"
+            return 1
+        fi
+    done
+    for file in "$OVN_SB_SCHEMA" "$OVS_SCHEMA"; do
+        [[ -f "$file" ]] || { log "$file not found (apt: ${ovn_packages[*]})"; return 1; }
+    done
+    _OVN_STACK_DIR="$(_ovn_nb_dir "$1")"   # ovn_nb_start made it
+    _OVN_STACK_RUN="$(_ovn_stack_rundir "$_OVN_STACK_DIR")"
+    mkdir -p "$_OVN_STACK_RUN" || { log "cannot create $_OVN_STACK_RUN"; return 1; }
+    # before the first daemon, so that a failure or Ctrl-C from here on stops the stack
+    if ((!_OVN_STACK_HOOKED)); then on_exit ovn_local_stack_stop; _OVN_STACK_HOOKED=1; fi
+    _OVN_STACK_REUSED=()
+    if _ovn_stack_lock; then
+        _ovn_local_stack_up || rc=$?
+        _ovn_stack_unlock
+    else
+        rc=2
+    fi
+    if ((rc)); then
+        ovn_local_stack_stop
+        if ((rc == 1)); then return 1; fi
+        log "warning: no local OVN dataplane, the northbound database only: instances on a subnet will not start"
+        return 0
+    fi
+
+    if [[ -n "${PORTAL_OVS_DATAPATH:-}" && "$PORTAL_OVS_DATAPATH" != netdev ]]; then
+        log "PORTAL_OVS_DATAPATH=$PORTAL_OVS_DATAPATH replaced by netdev: the local Open vSwitch is userspace"
+    fi
+    export PORTAL_OVS_DATAPATH=netdev
+    for name in sb northd ovsdb-server ovs-vswitchd ovn-controller; do
+        if [[ -n "${_OVN_STACK_STARTED[$name]:-}" ]]; then started+=("$name"); fi
+    done
+    if ((${#_OVN_STACK_REUSED[@]})); then reused=", reused (not stopped at the end) ${_OVN_STACK_REUSED[*]}"; fi
+    ms=$(((${EPOCHREALTIME//[!0-9]/} - t0) / 1000))
+    log "OVN stack on this machine: chassis $OVN_LOCAL_CHASSIS, br-int (netdev), $OVS_DEFAULT_DB ->" \
+        "$_OVN_STACK_RUN/db.sock; started ${started[*]:-nothing}$reused in" \
+        "$((ms / 1000)).$(printf '%03d' $((ms % 1000)))s (logs in $_OVN_STACK_DIR)"
+}
+
+# ovn_local_stack_stop: stop the daemons ovn_local_stack_start started (not the reused ones), in
+# reverse order, by the PIDs in their pid files, and remove the OVS_DEFAULT_DB link it made. The
+# databases stay; the northbound server is ovn_nb_stop's. Quiet; a no-op otherwise.
+ovn_local_stack_stop() {
+    local name
+    [[ -n "$_OVN_STACK_DIR" ]] || return 0
+    for name in ovn-controller ovs-vswitchd; do _ovn_stack_stop_daemon "$name"; done
+    _ovs_unlink_default_db
+    for name in ovsdb-server northd sb; do _ovn_stack_stop_daemon "$name"; done
+    # the short socket directory, once the daemons have removed their sockets (not a reused stack's)
+    if [[ "$_OVN_STACK_RUN" != "$_OVN_STACK_DIR" ]]; then rmdir "$_OVN_STACK_RUN" 2>/dev/null || true; fi
 }

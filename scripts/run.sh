@@ -20,7 +20,7 @@ export PORTAL_PORT="${PORTAL_PORT:-8000}"
 # --- system packages -------------------------------------------------------------------------
 # Debian packages the running portal needs: libvirt_packages (lib.sh) for compute, before
 # ensure_venv because libvirt-python builds against libvirt-dev; ovn_packages (lib.sh) for
-# networks (the OVN northbound ovsdb-server below).
+# networks (the local OVN stack below).
 run_apt_packages=("${libvirt_packages[@]}" "${ovn_packages[@]}")
 if ((${#run_apt_packages[@]})); then ensure_apt "${run_apt_packages[@]}"; fi
 
@@ -35,10 +35,16 @@ mkdir -p "$PORTAL_STATE"
 # virtlogd + libvirtd: started (and stopped at the end) only if they are not running already and
 # PORTAL_LIBVIRT_URI is unset or qemu:///system. The tiny guest image is built once.
 libvirt_ready
-# The OVN northbound ovsdb-server the network pages write to: var/ovn/nb.sock, its database
-# var/ovn/ovnnb_db.db kept across runs; exports OVN_NB_CONNECTION=unix:<checkout>/var/ovn/nb.sock.
-# A caller's (or .env's) OVN_NB_CONNECTION, e.g. a real OVN cluster, is used as is instead.
-ovn_nb_start "$PORTAL_STATE/ovn" || die "the OVN northbound ovsdb-server did not start (see var/ovn/nb.log)"
+# The local OVN stack: the northbound ovsdb-server the network pages write to (var/ovn/nb.sock;
+# exports OVN_NB_CONNECTION=unix:<checkout>/var/ovn/nb.sock), and the dataplane instances on a
+# subnet plug into: southbound DB, ovn-northd, userspace Open vSwitch with br-int and
+# ovn-controller (exports PORTAL_OVS_DATAPATH=netdev; /var/run/openvswitch/db.sock links to its
+# database for libvirt). Databases, pid files and logs in var/ovn, the databases kept across runs;
+# a stack still running from an earlier run is reused and left running. Without root, or when
+# another Open vSwitch holds /var/run/openvswitch/db.sock (e.g. a `make test` run's), only the
+# northbound database runs (a warning says why). A caller's (or .env's) OVN_NB_CONNECTION, e.g. a
+# real OVN cluster whose hosts run their own ovn-controller, is used as is: no OVN daemon starts.
+ovn_local_stack_start "$PORTAL_STATE/ovn" || die "the local OVN stack did not start (see the logs in var/ovn)"
 
 # --- database, static files, demo data, schedules (all idempotent) ---------------------------
 manage() { "$PORTAL_PY" manage.py "$@"; }
@@ -47,6 +53,7 @@ manage collectstatic --noinput --verbosity 0
 manage seed_demo
 manage seed_compute
 manage seed_storage
+manage seed_network   # the demo tenant's default VPC and subnet (a warning without OVN)
 manage setup_schedules
 
 # --- processes -------------------------------------------------------------------------------

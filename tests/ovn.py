@@ -295,7 +295,7 @@ def default_ovs_db_taken() -> str | None:
         return f"{DEFAULT_OVS_DB} exists and is not a symlink: a system Open vSwitch runs (or ran) here"
     if _answers(DEFAULT_OVS_DB):
         return f"{DEFAULT_OVS_DB} links to {os.readlink(DEFAULT_OVS_DB)}, where an ovsdb-server answers " \
-               "(another test's OVN stack?)"
+               "(another test's OVN stack, or `make run`'s in var/ovn?)"
     return None
 
 
@@ -350,6 +350,7 @@ class OvnStack:
     _daemons: list[_Daemon] = field(default_factory=list)  # in start order, without the NB server
     _netns: list[str] = field(default_factory=list)
     _veths: list[str] = field(default_factory=list)
+    _bridges: list[str] = field(default_factory=list)  # add_provider_bridge's
     _own_socket_dir: bool = False
     _default_link: Path | None = None  # the target of the DEFAULT_OVS_DB symlink we made
     _lock_fd: int | None = None  # STACK_LOCK, held until stop()
@@ -396,6 +397,13 @@ class OvnStack:
         external_ids:iface-id=LSP_NAME (not an internal port: the netdev datapath's are taps that
         ovs-vswitchd handles by name in its own namespace). eth0 computes its own checksums (see
         _TX_CSUM_OFF), so TCP and UDP work too. Returns the namespace name."""
+        netns, host_end = self._netns_veth(name, mac, cidr_address, gateway)
+        self.vsctl("add-port", "br-int", host_end, "--", "set", "Interface", host_end,
+                   f"external_ids:iface-id={lsp_name}")
+        return netns
+
+    def _netns_veth(self, name: str, mac: str, cidr_address: str, gateway: str | None) -> tuple[str, str]:
+        """A namespace with eth0 (checksum offload off) and the host end of its veth, up."""
         netns = self.netns_name(name)
         number = next(_port_numbers)
         host_end, guest_end = f"pv{os.getpid()}-{number}", f"pg{os.getpid()}-{number}"  # at most 15 characters
@@ -412,8 +420,30 @@ class OvnStack:
         if gateway:
             _ctl(["ip", "-n", netns, "route", "add", "default", "via", gateway])
         _ctl(["ip", "link", "set", host_end, "up"])
-        self.vsctl("add-port", "br-int", host_end, "--", "set", "Interface", host_end,
-                   f"external_ids:iface-id={lsp_name}")
+        return netns, host_end
+
+    def add_provider_bridge(self, physnet: str = "physnet1", bridge: str = "br-ex") -> str:
+        """An Open vSwitch bridge (netdev datapath, a learning switch) for the physical network
+        PHYSNET, added to external_ids:ovn-bridge-mappings: ovn-controller patches PHYSNET's
+        localnet ports to it. Deleted by stop(). Returns BRIDGE."""
+        self.vsctl("add-br", bridge, "--", "set", "Bridge", bridge, "datapath_type=netdev")
+        self._bridges.append(bridge)
+        mappings = [m for m in self._bridge_mappings() if not m.startswith(f"{physnet}:")]
+        self.vsctl("set", "Open_vSwitch", ".",
+                   f'external_ids:ovn-bridge-mappings="{",".join([*mappings, f"{physnet}:{bridge}"])}"')
+        return bridge
+
+    def _bridge_mappings(self) -> list[str]:
+        found = self.vsctl("--if-exists", "get", "Open_vSwitch", ".", "external_ids:ovn-bridge-mappings")
+        return [m for m in found.strip().strip('"').split(",") if m]
+
+    def add_netns_on_bridge(self, name: str, bridge: str, mac: str, cidr_address: str, gateway: str | None = None,
+                            vlan: int | None = None) -> str:
+        """A network namespace with eth0 (as add_netns_port's) plugged into BRIDGE, as an access
+        port of VLAN when given: a host on a provider network, such as an external network's
+        upstream router. Returns the namespace name."""
+        netns, host_end = self._netns_veth(name, mac, cidr_address, gateway)
+        self.vsctl("add-port", bridge, host_end, *(["--", "set", "Port", host_end, f"tag={vlan}"] if vlan else []))
         return netns
 
     def netns_exec(self, name: str, *command: str, timeout: float = 30) -> subprocess.CompletedProcess:
@@ -474,6 +504,12 @@ class OvnStack:
             if os.path.lexists(f"/sys/class/net/{veth}"):
                 _run(["ip", "link", "delete", veth])
         self._veths.clear()
+        for bridge in reversed(self._bridges):  # while ovs-vswitchd runs, which deletes its tap
+            try:
+                self.vsctl("--if-exists", "del-br", bridge)
+            except (CtlError, subprocess.TimeoutExpired):
+                pass
+        self._bridges.clear()
         for daemon in reversed(self._daemons):
             daemon.stop(self.env)
         self._daemons.clear()

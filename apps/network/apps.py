@@ -19,6 +19,7 @@ class NetworkConfig(AppConfig):
         register_quota("security_group_rules", "Security group rules", default=1000)
         register_quota("eips", "Elastic IPs", default=5)
         register_quota("nat_gateways", "NAT gateways", default=5)
+        register_quota("havips", "HA VIPs", default=10)
         register_nav("network", "VPCs", "vpc-list", area="network")
         register_nav("network", "Security groups", "security-group-list", area="network")
 

@@ -10,24 +10,25 @@ def _choices(values) -> list[tuple[str, str]]:
     return [(v, v) for v in values]
 
 
-class VpcCreateForm(forms.Form):
+class ServiceForm(forms.Form):
+    """A form whose cleaned data are the service's keyword arguments."""
+
+    def service_arguments(self) -> dict:
+        return dict(self.cleaned_data)
+
+
+class VpcCreateForm(ServiceForm):
     name = forms.CharField(max_length=128)
     cidr = forms.CharField(label="IPv4 CIDR", max_length=43, initial="10.0.0.0/16", help_text="/16 to /28.")
     ipv6 = forms.BooleanField(label="Also IPv6", required=False, help_text="A unique-local /56.")
     description = forms.CharField(max_length=255, required=False)
 
-    def service_arguments(self) -> dict:
-        return dict(self.cleaned_data)
 
-
-class DescribedForm(forms.Form):
+class DescribedForm(ServiceForm):
     """Rename a VPC or a security group."""
 
     name = forms.CharField(max_length=128)
     description = forms.CharField(max_length=255, required=False)
-
-    def service_arguments(self) -> dict:
-        return dict(self.cleaned_data)
 
 
 class SubnetCreateForm(forms.Form):
@@ -63,7 +64,7 @@ class PortCreateForm(forms.Form):
         return {**data, "ip_address": data["ip_address"] or None, "security_groups": data["security_groups"] or None}
 
 
-class SecurityGroupCreateForm(forms.Form):
+class SecurityGroupCreateForm(ServiceForm):
     vpc = forms.ModelChoiceField(label="VPC", queryset=None, to_field_name="public_id", empty_label=None)
     name = forms.CharField(max_length=128)
     description = forms.CharField(max_length=255, required=False)
@@ -72,9 +73,6 @@ class SecurityGroupCreateForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["vpc"].queryset = vpcs
         self.fields["vpc"].label_from_instance = lambda v: f"{v.name} ({v.cidr})"
-
-    def service_arguments(self) -> dict:
-        return dict(self.cleaned_data)
 
 
 class RuleCreateForm(forms.Form):
@@ -94,3 +92,80 @@ class RuleCreateForm(forms.Form):
 
     def service_arguments(self) -> dict:
         return {**self.cleaned_data, "remote_group": self.cleaned_data["remote_group"] or None}
+
+
+# --- elastic IPs and NAT gateways -------------------------------------------------------------
+
+def _ipv4(port) -> str:
+    return next((a.address for a in port.addresses.all() if ":" not in a.address), "")
+
+
+class EipAllocateForm(forms.Form):
+    name = forms.CharField(max_length=128, required=False)
+    bandwidth_mbps = forms.IntegerField(label="Bandwidth (Mbit/s)", initial=100)
+    external_network = forms.ChoiceField(label="External network", required=False)
+
+    def __init__(self, *args, networks, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["external_network"].choices = [("", "the region's default")] + [
+            (n.public_id, f"{n.name} ({n.region.code}, {n.cidr})") for n in networks]
+
+    def service_arguments(self) -> dict:
+        return {**self.cleaned_data, "external_network": self.cleaned_data["external_network"] or None}
+
+
+class EipBindForm(forms.Form):
+    """One choice: an instance (its primary interface) or a network interface."""
+
+    target = forms.ChoiceField(label="Bind to")
+
+    def __init__(self, *args, instances, ports, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._targets = {i.public_id: ("instance", i) for i in instances} | {p.public_id: ("port", p) for p in ports}
+        self.fields["target"].choices = [
+            ("Instances", [(i.public_id, f"{i.name} ({i.public_id})") for i in instances]),
+            ("Network interfaces", [(p.public_id, f"{p.public_id} {_ipv4(p)} ({p.subnet.vpc.name}/{p.subnet.name})")
+                                    for p in ports]),
+        ]
+
+    def service_arguments(self) -> dict:
+        kind, target = self._targets[self.cleaned_data["target"]]
+        return {kind: target}
+
+
+class EipUpdateForm(ServiceForm):
+    bandwidth_mbps = forms.IntegerField(label="Bandwidth (Mbit/s)")
+
+
+class NatGatewayForm(ServiceForm):
+    """Change a NAT gateway: its name, and the subnets it translates."""
+
+    name = forms.CharField(max_length=128)
+    subnets = forms.MultipleChoiceField(required=False, help_text="None chosen: the whole VPC.")
+    description = forms.CharField(max_length=255, required=False)
+
+    def __init__(self, *args, subnets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["subnets"].choices = [(s.public_id, f"{s.vpc.name} / {s.name} ({s.cidr})") for s in subnets]
+
+
+class NatGatewayCreateForm(NatGatewayForm):
+    vpc = forms.ModelChoiceField(label="VPC", queryset=None, to_field_name="public_id", empty_label=None)
+    eip = forms.ModelChoiceField(label="Elastic IP", queryset=None, to_field_name="public_id", empty_label=None,
+                                 help_text="An unbound one: the address the VPC goes out with.")
+    field_order = ["vpc", "eip", "name", "subnets", "description"]
+
+    def __init__(self, *args, vpcs, eips, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["vpc"].queryset = vpcs
+        self.fields["vpc"].label_from_instance = lambda v: f"{v.name} ({v.cidr})"
+        self.fields["eip"].queryset = eips
+        self.fields["eip"].label_from_instance = lambda e: f"{e.address}{f' ({e.name})' if e.name else ''}"
+
+
+class PortMappingCreateForm(ServiceForm):
+    protocol = forms.ChoiceField(choices=_choices(("tcp", "udp")))
+    external_port = forms.IntegerField(label="External port")
+    internal_ip = forms.CharField(label="Internal IP", max_length=45, help_text="An address of one of the VPC's subnets.")
+    internal_port = forms.IntegerField(label="Internal port")
+    description = forms.CharField(max_length=255, required=False)

@@ -200,11 +200,11 @@ class IPAllocation(models.Model):
     """One address of a subnet in use: the gateway, a port's address. The unique constraint is
     what keeps two ports from getting one address, whatever races."""
 
-    GATEWAY, PORT = "gateway", "port"
+    GATEWAY, PORT, VIP = "gateway", "port", "vip"
 
     subnet = models.ForeignKey(Subnet, on_delete=models.CASCADE, related_name="allocations")
     address = models.GenericIPAddressField()
-    purpose = models.CharField(max_length=16, choices=[(GATEWAY, GATEWAY), (PORT, PORT)])
+    purpose = models.CharField(max_length=16, choices=[(GATEWAY, GATEWAY), (PORT, PORT), (VIP, VIP)])
     port = models.ForeignKey(Port, on_delete=models.CASCADE, null=True, blank=True, related_name="addresses")
 
     class Meta:
@@ -290,3 +290,24 @@ class PortMapping(PublicIdModel):
 
     def __str__(self) -> str:
         return self.public_id
+
+
+class HaVip(TenantOwned):
+    """A private address of a subnet that moves between chosen ports (keepalived / VRRP style):
+    whichever of them announces it (gratuitous ARP) receives its traffic. In OVN: a `virtual`
+    logical switch port whose virtual parents are those ports, which may send from it."""
+
+    public_id_prefix = "havip"
+    area = "network"
+
+    subnet = models.ForeignKey(Subnet, on_delete=models.PROTECT, related_name="havips")
+    allocation = models.OneToOneField(IPAllocation, on_delete=models.PROTECT, related_name="havip")
+    ports = models.ManyToManyField(Port, blank=True, related_name="havips")
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta(TenantOwned.Meta):
+        verbose_name, verbose_name_plural = "HA VIP", "HA VIPs"
+
+    @property
+    def address(self) -> str:
+        return self.allocation.address

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from apps.network.models import VPC, ElasticIP, NatGateway, Port, SecurityGroup, SecurityGroupRule, Subnet
+from apps.network.models import VPC, ElasticIP, HaVip, NatGateway, Port, SecurityGroup, SecurityGroupRule, Subnet
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
@@ -58,3 +58,7 @@ def list_eips(actor: Actor) -> QuerySet[ElasticIP]:
 def list_nat_gateways(actor: Actor) -> QuerySet[NatGateway]:
     return (NatGateway.objects.for_actor(actor).select_related("vpc", "eip")
             .prefetch_related("subnets", "port_mappings"))
+
+
+def list_havips(actor: Actor) -> QuerySet[HaVip]:
+    return HaVip.objects.for_actor(actor).select_related("subnet", "allocation").prefetch_related("ports")

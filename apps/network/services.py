@@ -26,7 +26,16 @@ from apps.core.exceptions import Conflict, Unavailable, ValidationFailed
 from apps.core.validation import clean_name, lookup
 from apps.network.backends import get_network_driver
 from apps.network.drivers import base as driver
-from apps.network.models import VPC, IPAllocation, NetworkOrphan, Port, SecurityGroup, SecurityGroupRule, Subnet
+from apps.network.models import (
+    VPC,
+    HaVip,
+    IPAllocation,
+    NetworkOrphan,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
@@ -36,7 +45,7 @@ log = logging.getLogger(__name__)
 # Spec builders, IPAM (part of the audited port services), what compute calls while it creates,
 # builds and deletes instances (part of those audited actions), and the scheduled reconcile
 # (which records what it did as the system).
-UNAUDITED = ("router_spec", "switch_spec", "port_spec", "security_group_spec", "reconcile_network",
+UNAUDITED = ("router_spec", "switch_spec", "port_spec", "security_group_spec", "havip_spec", "reconcile_network",
              "allocate_address", "nic_spec", "instance_nics", "resolve_subnet", "create_instance_port",
              "release_ports", "publish_network")
 
@@ -77,6 +86,12 @@ def _backend():
         if isinstance(exc, driver.Unavailable):
             raise Unavailable(f"The network control plane is unavailable: {exc}") from exc
         raise Conflict(f"The change was refused: {exc}", code="network_error") from exc
+
+
+def havip_spec(havip) -> driver.HaVipSpec:
+    return driver.HaVipSpec(name=havip.public_id, tenant=havip.tenant.public_id, switch=havip.subnet.public_id,
+                            address=havip.allocation.address,
+                            parents=tuple(sorted(p.switch_port for p in havip.ports.all())))
 
 
 def router_spec(vpc: VPC) -> driver.RouterSpec:
@@ -124,11 +139,13 @@ def security_group_spec(group: SecurityGroup) -> driver.SecurityGroupSpec:
 
 
 def port_spec(port: Port) -> driver.PortSpec:
+    """The port; the HA VIPs it may hold are addresses it may send from, like address pairs."""
     pairs = tuple(driver.AddressPair(ip=p["ip_address"], mac=p.get("mac_address") or "")
                   for p in port.allowed_address_pairs)
+    pairs += tuple(driver.AddressPair(ip=v.allocation.address, mac="") for v in port.havips.all())
     return driver.PortSpec(
         name=port.switch_port, public_id=port.public_id, tenant=port.tenant.public_id, switch=port.subnet.public_id,
-        mac=port.mac_address, addresses=tuple(a.address for a in port.addresses.order_by("id")),
+        mac=port.mac_address, addresses=tuple(a.address for a in sorted(port.addresses.all(), key=lambda a: a.id)),
         port_security=port.port_security_enabled, allowed_pairs=pairs,
         security_groups=tuple(sorted(g.port_group for g in port.security_groups.all())),
         device=port.instance.public_id if port.instance_id else "")
@@ -414,10 +431,11 @@ def delete_subnet(actor: Actor, *, subnet: Subnet) -> Subnet:
 
     permissions.require(actor, subnet, "delete")
     subnet = _locked(Subnet.objects.select_related("vpc__region", "tenant"), subnet.pk)
-    ports = list(subnet.ports.all())
-    if ports:
-        raise Conflict(f"Subnet {subnet.public_id} still has ports {_listing(ports)}: delete them first.",
-                       code="in_use")
+    ports, havips = list(subnet.ports.all()), list(subnet.havips.all())
+    if ports or havips:
+        what = " and ".join(([f"ports {_listing(ports)}"] if ports else []) +
+                            ([f"HA VIPs {_listing(havips)}"] if havips else []))
+        raise Conflict(f"Subnet {subnet.public_id} still has {what}: delete them first.", code="in_use")
     subnet.delete()
     quotas.release(subnet.tenant, region=subnet.vpc.region.code, amounts={"subnets": 1})
     with _backend():
@@ -428,8 +446,8 @@ def delete_subnet(actor: Actor, *, subnet: Subnet) -> Subnet:
 
 # --- IPAM ---------------------------------------------------------------------------------
 
-def allocate_address(subnet: Subnet, port: Port, *, version: int = 4, requested: str | None = None,
-                     field: str = "ip_address") -> IPAllocation:
+def allocate_address(subnet: Subnet, port: Port | None, *, version: int = 4, requested: str | None = None,
+                     field: str = "ip_address", purpose: str = IPAllocation.PORT) -> IPAllocation:
     """An address of the subnet for the port: the one asked for, or the lowest free one. The
     caller holds the subnet's row lock; the unique constraint backs it."""
     network = subnet.network if version == 4 else subnet.ipv6_network
@@ -443,7 +461,8 @@ def allocate_address(subnet: Subnet, port: Port, *, version: int = 4, requested:
                                    fields={field: ["Reserved address."]})
         taken = IPAllocation.objects.filter(subnet=subnet, address=str(address)).select_related("port").first()
         if taken:
-            holder = taken.port.public_id if taken.port_id else "the gateway"
+            holder = taken.port.public_id if taken.port_id else (
+                "an HA VIP" if taken.purpose == IPAllocation.VIP else "the gateway")
             raise Conflict(f"{address} is taken by {holder}.", code="address_in_use",
                            fields={field: [f"Taken by {holder}."]})
     else:
@@ -451,7 +470,7 @@ def allocate_address(subnet: Subnet, port: Port, *, version: int = 4, requested:
         address = next((a for a in network.hosts() if str(a) not in taken_set), None)
         if address is None:
             raise Conflict(f"Subnet {subnet.public_id} ({network}) has no free address.", code="subnet_full")
-    return IPAllocation.objects.create(subnet=subnet, address=str(address), purpose=IPAllocation.PORT, port=port)
+    return IPAllocation.objects.create(subnet=subnet, address=str(address), purpose=purpose, port=port)
 
 
 # --- security groups ----------------------------------------------------------------------
@@ -635,7 +654,8 @@ def delete_security_group_rule(actor: Actor, *, rule: SecurityGroupRule) -> Secu
 # --- ports --------------------------------------------------------------------------------
 
 def _ports_with_specs(ports):
-    return ports.select_related("tenant", "subnet", "instance").prefetch_related("addresses", "security_groups")
+    return ports.select_related("tenant", "subnet", "instance").prefetch_related(
+        "addresses", "security_groups", "havips__allocation")
 
 
 def _check_pairs(pairs: list | None) -> list[dict]:
@@ -749,12 +769,99 @@ def delete_port(actor: Actor, *, port: Port) -> Port:
     if eip is not None:
         raise Conflict(f"EIP {eip.public_id} ({eip.address}) is bound to port {port.public_id}: unbind it first.",
                        code="eip_bound")
+    havips = list(port.havips.all())
     port.delete()
     quotas.release(port.tenant, region=port.subnet.vpc.region.code, amounts={"ports": 1})
     with _backend():
-        get_network_driver().delete_port(port.switch_port)
+        backend = get_network_driver()
+        for havip in havips:  # one parent fewer
+            backend.ensure_havip(havip_spec(havip))
+        backend.delete_port(port.switch_port)
     publish_network(port, "deleted")
     return port
+
+
+# --- HA VIPs -------------------------------------------------------------------------------
+
+def _havip_ports(actor: Actor, subnet: Subnet, refs: list[str]) -> list[Port]:
+    ports = [lookup(actor, Port.objects, ref, field="ports", label="port") for ref in dict.fromkeys(refs)]
+    foreign = [p for p in ports if p.subnet_id != subnet.pk]
+    if foreign:
+        raise ValidationFailed(f"Port {foreign[0].public_id} is not on subnet {subnet.public_id}.",
+                               fields={"ports": [f"Ports of subnet {subnet.public_id} only."]})
+    return ports
+
+
+@audited("havip.create", area="network")
+def create_havip(actor: Actor, *, subnet: Subnet, name: str, ip_address: str | None = None,
+                 ports: list[str] | None = None, description: str = "") -> HaVip:
+    """A reserved address of the subnet (the one asked for, else the lowest free) that the
+    chosen ports may take over from each other."""
+    from apps.tenants import quotas
+
+    permissions.require(actor, subnet, "create")
+    subnet = _locked(Subnet.objects.select_related("vpc__region", "tenant"), subnet.pk)
+    members = _havip_ports(actor, subnet, ports or [])
+    quotas.consume(subnet.tenant, region=subnet.vpc.region.code, amounts={"havips": 1})
+    allocation = allocate_address(subnet, None, requested=ip_address, purpose=IPAllocation.VIP)
+    havip = HaVip.objects.create(tenant=subnet.tenant, created_by=actor.user, name=clean_name(name), subnet=subnet,
+                                 allocation=allocation, description=description)
+    havip.ports.set(members)
+    _apply_havip(havip, members)
+    publish_network(havip, "created")
+    return havip
+
+
+def _apply_havip(havip: HaVip, ports: list[Port]) -> None:
+    """The virtual port, and the port security of the ports that gained or lost it."""
+    backend = get_network_driver()
+    with _backend():
+        for port in _ports_with_specs(Port.objects.filter(pk__in=[p.pk for p in ports])):
+            backend.ensure_port(port_spec(port))
+        backend.ensure_havip(havip_spec(HaVip.objects.select_related("tenant", "subnet", "allocation")
+                                        .get(pk=havip.pk)))
+
+
+@audited("havip.update", area="network")
+def update_havip(actor: Actor, *, havip: HaVip, name: str | None = None, description: str | None = None,
+                 ports: list[str] | None = None) -> HaVip:
+    """`ports`: the ports that may hold the address from now on."""
+    permissions.require(actor, havip, "change")
+    havip = _locked(HaVip.objects.select_related("subnet"), havip.pk)
+    if name is not None:
+        havip.name = clean_name(name)
+    if description is not None:
+        havip.description = description
+    havip.save()
+    touched = list(havip.ports.all())
+    if ports is not None:
+        members = _havip_ports(actor, havip.subnet, ports)
+        havip.ports.set(members)
+        touched += members
+    _apply_havip(havip, touched)
+    publish_network(havip, "updated")
+    return havip
+
+
+@audited("havip.delete", area="network")
+def delete_havip(actor: Actor, *, havip: HaVip) -> HaVip:
+    from apps.tenants import quotas
+
+    permissions.require(actor, havip, "delete")
+    havip = _locked(HaVip.objects.select_related("subnet__vpc__region", "tenant", "allocation"), havip.pk)
+    members = list(havip.ports.all())
+    havip.ports.clear()
+    allocation = havip.allocation
+    havip.delete()
+    allocation.delete()
+    quotas.release(havip.tenant, region=havip.subnet.vpc.region.code, amounts={"havips": 1})
+    backend = get_network_driver()
+    with _backend():
+        backend.delete_havip(havip.public_id)
+        for port in _ports_with_specs(Port.objects.filter(pk__in=[p.pk for p in members])):
+            backend.ensure_port(port_spec(port))
+    publish_network(havip, "deleted")
+    return havip
 
 
 # --- instances' interfaces -------------------------------------------------------------------
@@ -809,7 +916,10 @@ def release_ports(sender, *, instance, **kwargs) -> None:
     unbind_deleted_ports([p for p in ports if p.delete_on_termination])
     for port in ports:
         if port.delete_on_termination:
+            havips = list(port.havips.all())
             port.delete()
+            for havip in havips:
+                backend.ensure_havip(havip_spec(havip))
             quotas.release(port.tenant, region=port.subnet.vpc.region.code, amounts={"ports": 1})
             backend.delete_port(port.switch_port)
         else:
@@ -919,6 +1029,8 @@ def reconcile_network() -> dict[str, list[str]]:
                 backend.ensure_security_group, repaired)
         _repair(Subnet.objects.select_related("tenant", "vpc"), switch_spec, backend.ensure_switch, repaired)
         _repair(_ports_with_specs(Port.objects), port_spec, backend.ensure_port, repaired)
+        _repair(HaVip.objects.select_related("tenant", "subnet", "allocation").prefetch_related("ports"), havip_spec,
+                backend.ensure_havip, repaired)
         removed = _remove_orphans(backend)
     except driver.NetworkError as exc:
         raise Unavailable(f"Network reconcile stopped: {exc}") from exc
@@ -939,6 +1051,7 @@ def _remove_orphans(backend) -> list[str]:
                                 for p in SecurityGroup.objects.values_list("public_id", flat=True)},
         driver.PORT: {str(u) for u in Port.objects.values_list("uuid", flat=True)},
         driver.EXTERNAL: {f"ext-{n}" for n in ExternalNetwork.objects.values_list("name", flat=True)},
+        driver.HAVIP: set(HaVip.objects.values_list("public_id", flat=True)),
     }
     now, removed = timezone.now(), []
     orphans = {(kind, name) for kind, names in found.items() for name in names - wanted.get(kind, set())}
@@ -946,8 +1059,9 @@ def _remove_orphans(backend) -> list[str]:
         pk__in=[o.pk for o in NetworkOrphan.objects.all() if (o.kind, o.name) in orphans]).delete()
     deleters = {driver.PORT: backend.delete_port, driver.SWITCH: backend.delete_switch,
                 driver.SECURITY_GROUP: backend.delete_security_group, driver.ROUTER: backend.delete_router,
-                driver.EXTERNAL: backend.delete_external_network}
-    for kind in (driver.PORT, driver.SWITCH, driver.SECURITY_GROUP, driver.ROUTER, driver.EXTERNAL):  # dependants first
+                driver.EXTERNAL: backend.delete_external_network, driver.HAVIP: backend.delete_havip}
+    # Dependants first.
+    for kind in (driver.HAVIP, driver.PORT, driver.SWITCH, driver.SECURITY_GROUP, driver.ROUTER, driver.EXTERNAL):
         for name in sorted(n for k, n in orphans if k == kind):
             sighting, _ = NetworkOrphan.objects.get_or_create(kind=kind, name=name, defaults={"first_seen": now})
             if now - sighting.first_seen >= ORPHAN_GRACE:

@@ -4,6 +4,7 @@ from apps.network.models import (
     VPC,
     ElasticIP,
     ExternalNetwork,
+    HaVip,
     NatGateway,
     Port,
     PortMapping,
@@ -347,3 +348,34 @@ class NatGatewayUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
     subnets = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
+
+
+class HaVipSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    subnet = serializers.CharField(source="subnet.public_id")
+    address = serializers.CharField(source="allocation.address")
+    ports = serializers.SerializerMethodField()
+
+    class Meta:
+        model = HaVip
+        fields = ["id", "name", "description", "subnet", "address", "ports", "created_at"]
+        read_only_fields = fields
+
+    def get_ports(self, havip) -> list[str]:
+        return sorted(p.public_id for p in havip.ports.all())
+
+
+class HaVipCreateSerializer(serializers.Serializer):
+    subnet = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=128)
+    ip_address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None,
+                                       help_text="Default: the lowest free address")
+    ports = serializers.ListField(child=serializers.CharField(max_length=32), required=False, default=list,
+                                  max_length=16, help_text="Ports (of the subnet) that may hold the address")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class HaVipUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    ports = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=16)

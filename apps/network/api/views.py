@@ -13,7 +13,7 @@ from apps.core.validation import lookup
 from apps.network import edge_services as edge
 from apps.network import selectors, services
 from apps.network.api import serializers as s
-from apps.network.models import VPC, ElasticIP, ExternalNetwork, NatGateway, Port, SecurityGroup, Subnet
+from apps.network.models import VPC, ElasticIP, ExternalNetwork, HaVip, NatGateway, Port, SecurityGroup, Subnet
 
 _CRUD = {"list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete"}
 
@@ -294,3 +294,26 @@ class NatGatewayViewSet(_NetworkViewSet):
             raise NotFound(f"No port mapping {mapping_id} in {nat.public_id}.")
         edge.delete_port_mapping(self.actor, mapping=mapping)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class HaVipViewSet(_NetworkViewSet):
+    """HA VIPs: a private address that moves between chosen ports of a subnet (VRRP style)."""
+
+    model = HaVip
+    serializer_class = s.HaVipSerializer
+    create_serializer, update_serializer = s.HaVipCreateSerializer, s.HaVipUpdateSerializer
+    parent = ("subnet", Subnet, "subnet")
+    list_selector = staticmethod(selectors.list_havips)
+    filterset_fields = ["name", "subnet__public_id"]
+
+    @extend_schema(request=s.HaVipCreateSerializer, responses={201: s.HaVipSerializer})
+    def create(self, request):
+        return self._create(request, services.create_havip)
+
+    @extend_schema(request=s.HaVipUpdateSerializer, responses=s.HaVipSerializer)
+    def partial_update(self, request, id=None):
+        return self._update(request, services.update_havip, "havip")
+
+    @extend_schema(responses={204: None})
+    def destroy(self, request, id=None):
+        return self._destroy(services.delete_havip, "havip")

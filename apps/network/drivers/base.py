@@ -13,7 +13,8 @@ import abc
 from dataclasses import dataclass
 
 # Kinds of backend objects, as `inventory` reports them.
-ROUTER, SWITCH, PORT, SECURITY_GROUP, EXTERNAL = "router", "switch", "port", "security_group", "external"
+ROUTER, SWITCH, PORT, SECURITY_GROUP, EXTERNAL, HAVIP = (
+    "router", "switch", "port", "security_group", "external", "havip")
 
 
 class NetworkError(Exception):
@@ -144,6 +145,18 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class HaVipSpec:
+    """A virtual port on `switch` for `address`, claimed by whichever parent port (by name)
+    announces it."""
+
+    name: str
+    tenant: str
+    switch: str
+    address: str
+    parents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Rule:
     """One allow rule of a security group. `remote_group` is a port group name; `port_min` /
     `port_max` are a destination port range (tcp/udp) or an ICMP type and code."""
@@ -205,6 +218,14 @@ class NetworkDriver(abc.ABC):
 
     @abc.abstractmethod
     def delete_port(self, name: str) -> None:
+        ...
+
+    @abc.abstractmethod
+    def ensure_havip(self, spec: HaVipSpec) -> list[str]:
+        ...
+
+    @abc.abstractmethod
+    def delete_havip(self, name: str) -> None:
         ...
 
     @abc.abstractmethod

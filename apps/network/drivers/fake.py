@@ -9,11 +9,13 @@ import threading
 
 from apps.network.drivers.base import (
     EXTERNAL,
+    HAVIP,
     PORT,
     ROUTER,
     SECURITY_GROUP,
     SWITCH,
     ExternalNetworkSpec,
+    HaVipSpec,
     NetworkDriver,
     NetworkError,
     PortSpec,
@@ -23,7 +25,8 @@ from apps.network.drivers.base import (
     Unavailable,
 )
 
-state: dict[str, dict[str, object]] = {ROUTER: {}, SWITCH: {}, PORT: {}, SECURITY_GROUP: {}, EXTERNAL: {}}
+state: dict[str, dict[str, object]] = {ROUTER: {}, SWITCH: {}, PORT: {}, SECURITY_GROUP: {}, EXTERNAL: {},
+                                       HAVIP: {}}
 # Method names that raise Unavailable until removed (tests of "nothing half-made").
 fail_on: set[str] = set()
 _lock = threading.Lock()
@@ -78,8 +81,9 @@ class FakeNetworkDriver(NetworkDriver):
     def delete_switch(self, name: str) -> None:
         self._drop("delete_switch", SWITCH, name)
         with _lock:
-            for port in [p for p in state[PORT].values() if p.switch == name]:
-                state[PORT].pop(port.name)
+            for kind in (PORT, HAVIP):
+                for port in [p for p in state[kind].values() if p.switch == name]:
+                    state[kind].pop(port.name)
 
     def ensure_security_group(self, spec: SecurityGroupSpec) -> list[str]:
         return self._put("ensure_security_group", SECURITY_GROUP, spec)
@@ -97,6 +101,15 @@ class FakeNetworkDriver(NetworkDriver):
 
     def delete_port(self, name: str) -> None:
         self._drop("delete_port", PORT, name)
+
+    def ensure_havip(self, spec: HaVipSpec) -> list[str]:
+        missing = [p for p in spec.parents if p not in state[PORT]]
+        if spec.switch not in state[SWITCH] or missing:
+            raise NetworkError(f"no switch {spec.switch} or parent {missing}")
+        return self._put("ensure_havip", HAVIP, spec)
+
+    def delete_havip(self, name: str) -> None:
+        self._drop("delete_havip", HAVIP, name)
 
     def port_is_up(self, name: str) -> bool | None:
         return False if name in state[PORT] else None

@@ -15,6 +15,8 @@ from its local cache, one transaction per logical change. What the portal makes:
             hosted on gateway chassis, with a default route; NAT rows (EIPs: dnat_and_snat,
             NAT gateways: snat), a Load_Balancer `pf-dnat-…` per port mapping, and QoS rows
             on the external switch limiting each EIP's bandwidth
+  HA VIP    a `virtual` Logical_Switch_Port `havip-…` (virtual-ip, virtual-parents); the
+            parents' port security lets them send from the address
 
 Every row carries external_ids `portal:owner`, `portal:kind`, `portal:id` (the public id) and
 `portal:tenant`."""
@@ -31,6 +33,7 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 
 from apps.network.drivers.base import (
     EXTERNAL,
+    HAVIP,
     PORT,
     ROUTER,
     SECURITY_GROUP,
@@ -58,7 +61,7 @@ DHCP_LEASE_SECONDS = 43200
 QOS_PRIORITY = 2000
 _ANYWHERE = {"0.0.0.0/0", "::/0"}
 _TABLES = {ROUTER: "Logical_Router", SWITCH: "Logical_Switch", PORT: "Logical_Switch_Port",
-           SECURITY_GROUP: "Port_Group", EXTERNAL: "Logical_Switch"}
+           SECURITY_GROUP: "Port_Group", EXTERNAL: "Logical_Switch", HAVIP: "Logical_Switch_Port"}
 
 
 class _SetColumns(ovsdb_command.BaseCommand):
@@ -589,6 +592,24 @@ class OvnDriver(NetworkDriver):
         return changes
 
     def delete_port(self, name: str) -> None:
+        self._commit([self.api.lsp_del(name, if_exists=True)])
+
+    def ensure_havip(self, spec: HaVipSpec) -> list[str]:
+        """No fixed MAC: the owner answers for the address with its own."""
+        columns = {"type": "virtual", "addresses": [],
+                   "options": {"virtual-ip": spec.address, "virtual-parents": ",".join(spec.parents)},
+                   "external_ids": self._ids(HAVIP, spec.name, spec.tenant)}
+        row = self._row("Logical_Switch_Port", spec.name)
+        commands: list = []
+        if row is None:
+            commands.append(self.api.lsp_add(spec.switch, spec.name, may_exist=True, **columns))
+            changes = [f"HA VIP {spec.name}: created"]
+        else:
+            changes = self._sync("Logical_Switch_Port", row, columns, f"HA VIP {spec.name}", commands)
+        self._commit(commands)
+        return changes
+
+    def delete_havip(self, name: str) -> None:
         self._commit([self.api.lsp_del(name, if_exists=True)])
 
     def port_is_up(self, name: str) -> bool | None:

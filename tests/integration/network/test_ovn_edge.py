@@ -78,3 +78,24 @@ def test_eip_and_nat_gateway_in_ovn(ovn, public, a_owner, actor):
     assert rows(ovn, "Logical_Router_Port", f"name=lrp-gw-{vpc.public_id}") == []
     assert f"rp-gw-{vpc.public_id}" not in ovn.nbctl("lsp-list", "ext-public")
     assert "0.0.0.0/0" not in ovn.nbctl("lr-route-list", vpc.public_id)
+
+
+def test_havip_is_a_virtual_port_whose_parents_may_send_from_it(ovn, region, a_owner, actor):
+    owner = actor(a_owner)
+    vpc = services.create_vpc(owner, name="ha", cidr="10.31.0.0/16")
+    subnet = services.create_subnet(owner, vpc=vpc, name="ha", cidr="10.31.1.0/24")
+    first, second = services.create_port(owner, subnet=subnet), services.create_port(owner, subnet=subnet)
+    vip = services.create_havip(owner, subnet=subnet, name="db", ports=[first.public_id, second.public_id])
+
+    [row] = rows(ovn, "Logical_Switch_Port", f"name={vip.public_id}")
+    assert row["type"] == "virtual" and row["options"]["virtual-ip"] == vip.address
+    assert sorted(row["options"]["virtual-parents"].split(",")) == sorted([str(first.uuid), str(second.uuid)])
+    assert vip.address in ovn.nbctl("lsp-get-port-security", str(first.uuid))
+
+    services.update_havip(owner, havip=vip, ports=[second.public_id])
+    assert vip.address not in ovn.nbctl("lsp-get-port-security", str(first.uuid))
+    assert rows(ovn, "Logical_Switch_Port", f"name={vip.public_id}")[0]["options"]["virtual-parents"] == str(
+        second.uuid)
+    services.delete_havip(owner, havip=vip)
+    assert rows(ovn, "Logical_Switch_Port", f"name={vip.public_id}") == []
+    assert vip.address not in ovn.nbctl("lsp-get-port-security", str(second.uuid))
