@@ -34,6 +34,7 @@ router.register("external-networks", network.ExternalNetworkViewSet, basename="e
 router.register("eips", network.ElasticIPViewSet, basename="eip")
 router.register("nat-gateways", network.NatGatewayViewSet, basename="nat-gateway")
 router.register("havips", network.HaVipViewSet, basename="havip")
+router.register("load-balancers", network.LoadBalancerViewSet, basename="load-balancer")
 router.register("operations", OperationViewSet, basename="operation")
 
 urlpatterns = [

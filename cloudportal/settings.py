@@ -239,6 +239,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "TenantStatusEnum": "apps.tenants.models.Tenant.STATUS_CHOICES",
         "OperationStatusEnum": "apps.core.models.Operation.STATUS_CHOICES",
+        "TransportProtocolEnum": "apps.network.models.TRANSPORT_CHOICES",
+        "RuleProtocolEnum": "apps.network.models.SecurityGroupRule.PROTOCOL_CHOICES",
     },
 }
 
@@ -280,6 +282,8 @@ PORTAL_NETWORK_DRIVER = env_str("PORTAL_NETWORK_DRIVER", "apps.network.drivers.o
 # OVN northbound: `unix:PATH`, `tcp:HOST:PORT` or `ssl:HOST:PORT`, comma-separated for a
 # clustered database. `make run` starts a local one on var/ovn/nb.sock.
 OVN_NB_CONNECTION = env_str("OVN_NB_CONNECTION", f"unix:{VAR_DIR / 'ovn' / 'nb.sock'}")
+# OVN southbound, read for load balancers' member health (empty: health is not shown).
+OVN_SB_CONNECTION = env_str("OVN_SB_CONNECTION")
 # Client key, certificate and CA certificate files for `ssl:` connections.
 OVN_NB_PRIVATE_KEY = env_str("OVN_NB_PRIVATE_KEY")
 OVN_NB_CERTIFICATE = env_str("OVN_NB_CERTIFICATE")

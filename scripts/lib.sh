@@ -1191,6 +1191,8 @@ ovn_local_stack_start() {
         log "PORTAL_OVS_DATAPATH=$PORTAL_OVS_DATAPATH replaced by netdev: the local Open vSwitch is userspace"
     fi
     export PORTAL_OVS_DATAPATH=netdev
+    # The portal reads load balancers' member health from the southbound database.
+    export OVN_SB_CONNECTION="${OVN_SB_CONNECTION:-unix:$_OVN_STACK_RUN/sb.sock}"
     for name in sb northd ovsdb-server ovs-vswitchd ovn-controller; do
         if [[ -n "${_OVN_STACK_STARTED[$name]:-}" ]]; then started+=("$name"); fi
     done

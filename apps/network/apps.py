@@ -20,8 +20,11 @@ class NetworkConfig(AppConfig):
         register_quota("eips", "Elastic IPs", default=5)
         register_quota("nat_gateways", "NAT gateways", default=5)
         register_quota("havips", "HA VIPs", default=10)
+        register_quota("load_balancers", "Load balancers", default=5)
         register_nav("network", "VPCs", "vpc-list", area="network")
         register_nav("network", "Security groups", "security-group-list", area="network")
+        register_nav("network", "Elastic IPs", "eip-list", area="network")
+        register_nav("network", "NAT gateways", "nat-gateway-list", area="network")
 
         from apps.compute.signals import instance_deleted
         from apps.network.services import release_ports

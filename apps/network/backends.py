@@ -28,7 +28,7 @@ def get_network_driver() -> NetworkDriver:
             driver = _drivers[path] = cls(
                 settings.OVN_NB_CONNECTION, owner=settings.PORTAL_OVN_OWNER, timeout=settings.OVN_NB_TIMEOUT,
                 private_key=settings.OVN_NB_PRIVATE_KEY, certificate=settings.OVN_NB_CERTIFICATE,
-                ca_cert=settings.OVN_NB_CA_CERT)
+                ca_cert=settings.OVN_NB_CA_CERT, sb_connection=settings.OVN_SB_CONNECTION)
         return driver
 
 

@@ -19,7 +19,7 @@ from apps.core.exceptions import Conflict, ValidationFailed
 from apps.core.validation import clean_name, lookup
 from apps.network.backends import get_network_driver
 from apps.network.drivers import base as driver
-from apps.network.models import VPC, ElasticIP, ExternalNetwork, NatGateway, Port, PortMapping
+from apps.network.models import VPC, ElasticIP, ExternalNetwork, LoadBalancer, NatGateway, Port, PortMapping
 from apps.network.services import (
     _address,
     _backend,
@@ -246,6 +246,8 @@ def update_eip(actor: Actor, *, eip: ElasticIP, name: str | None = None, descrip
 def _vpc_of(eip: ElasticIP) -> VPC | None:
     if eip.port_id:
         return eip.port.subnet.vpc
+    if eip.load_balancer_id:
+        return eip.load_balancer.subnet.vpc
     nat = NatGateway.objects.filter(eip=eip).select_related("vpc").first()
     return nat.vpc if nat else None
 
@@ -253,6 +255,8 @@ def _vpc_of(eip: ElasticIP) -> VPC | None:
 def _bound_to(eip: ElasticIP) -> str:
     if eip.port_id:
         return f"port {eip.port.public_id}"
+    if eip.load_balancer_id:
+        return f"load balancer {eip.load_balancer.public_id}"
     nat = NatGateway.objects.filter(eip=eip).first()
     return f"NAT gateway {nat.public_id}" if nat else ""
 
@@ -280,18 +284,25 @@ def _open_gateway(vpc: VPC, network: ExternalNetwork) -> VPC:
 
 
 def _close_gateway_if_unused(vpc: VPC) -> None:
-    if ElasticIP.objects.filter(port__subnet__vpc=vpc).exists() or NatGateway.objects.filter(vpc=vpc).exists():
+    if (ElasticIP.objects.filter(port__subnet__vpc=vpc).exists()
+            or ElasticIP.objects.filter(load_balancer__subnet__vpc=vpc).exists()
+            or NatGateway.objects.filter(vpc=vpc).exists()):
         return
     VPC.objects.filter(pk=vpc.pk).update(external_network=None, gateway_ip=None, gateway_mac="")
 
 
 @audited("eip.bind", area="network")
-def bind_eip(actor: Actor, *, eip: ElasticIP, port: Port | None = None, instance=None) -> ElasticIP:
+def bind_eip(actor: Actor, *, eip: ElasticIP, port: Port | None = None, instance=None,
+             load_balancer: LoadBalancer | None = None) -> ElasticIP:
     """One-to-one NAT between the EIP and a port's IPv4 address (an instance: its primary
-    interface). Once bound, it is refused elsewhere until unbound."""
+    interface), or a load balancer's public address (its listeners answer on it too). Once
+    bound, it is refused elsewhere until unbound."""
     permissions.require(actor, eip, "change")
-    if (port is None) == (instance is None):
-        raise ValidationFailed("Bind to a port or to an instance.", fields={"port": ["A port or an instance."]})
+    if sum(target is not None for target in (port, instance, load_balancer)) != 1:
+        raise ValidationFailed("Bind to a port, an instance or a load balancer.",
+                               fields={"port": ["A port, an instance or a load balancer."]})
+    if load_balancer is not None:
+        return _bind_to_load_balancer(actor, eip, load_balancer)
     if instance is not None:
         port = Port.objects.filter(instance=instance, device_index=0).first()
         if port is None:
@@ -313,19 +324,43 @@ def bind_eip(actor: Actor, *, eip: ElasticIP, port: Port | None = None, instance
     return eip
 
 
+def _bind_to_load_balancer(actor: Actor, eip: ElasticIP, lb: LoadBalancer) -> ElasticIP:
+    from apps.network.lb_services import apply_listeners
+
+    permissions.require(actor, lb, "change")
+    eip = _locked(ElasticIP.objects.select_related("external_network"), eip.pk)
+    _require_unbound(eip)
+    lb = _locked(LoadBalancer.objects.select_related("subnet__vpc"), lb.pk)
+    taken = ElasticIP.objects.filter(load_balancer=lb).first()
+    if taken:
+        raise Conflict(f"Load balancer {lb.public_id} has EIP {taken.public_id} already.", code="has_eip")
+    vpc = _open_gateway(lb.subnet.vpc, eip.external_network)
+    eip.load_balancer = lb
+    eip.save(update_fields=["load_balancer", "updated_at"])
+    apply_router(vpc)
+    apply_listeners(lb)
+    publish_network(eip, "bound")
+    return eip
+
+
 @audited("eip.unbind", area="network")
 def unbind_eip(actor: Actor, *, eip: ElasticIP) -> ElasticIP:
+    from apps.network.lb_services import apply_listeners
+
     permissions.require(actor, eip, "change")
-    eip = _locked(ElasticIP.objects.select_related("port__subnet__vpc"), eip.pk)
+    eip = _locked(ElasticIP.objects.select_related("port__subnet__vpc", "load_balancer__subnet__vpc"), eip.pk)
     if NatGateway.objects.filter(eip=eip).exists():
         raise Conflict(f"EIP {eip.public_id} is a NAT gateway's address: delete the NAT gateway.", code="nat_gateway")
-    if not eip.port_id:
+    if not (eip.port_id or eip.load_balancer_id):
         raise Conflict(f"EIP {eip.public_id} is not bound.", code="not_bound")
-    vpc = eip.port.subnet.vpc
-    eip.port = None
-    eip.save(update_fields=["port", "updated_at"])
+    lb = eip.load_balancer
+    vpc = eip.port.subnet.vpc if eip.port_id else lb.subnet.vpc
+    eip.port = eip.load_balancer = None
+    eip.save(update_fields=["port", "load_balancer", "updated_at"])
     _close_gateway_if_unused(vpc)
     apply_router(vpc)
+    if lb is not None:
+        apply_listeners(lb)
     publish_network(eip, "unbound")
     return eip
 

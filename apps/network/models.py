@@ -17,6 +17,10 @@ from django.db import models
 from apps.core.models import PublicIdModel, TenantOwned
 
 
+# Layer-4 protocols of port mappings and listeners (one enum in the API schema).
+TRANSPORT_CHOICES = [("tcp", "tcp"), ("udp", "udp")]
+
+
 class ExternalNetwork(PublicIdModel):
     """A provider network with public addresses (operators): a VLAN (or flat) segment behind a
     physical network name that gateway hosts map to a bridge. EIPs and VPCs' router gateways
@@ -143,7 +147,8 @@ class SecurityGroupRule(PublicIdModel):
     security_group = models.ForeignKey(SecurityGroup, on_delete=models.CASCADE, related_name="rules")
     direction = models.CharField(max_length=8, choices=[(INGRESS, INGRESS), (EGRESS, EGRESS)])
     ethertype = models.CharField(max_length=4, choices=[(IPV4, IPV4), (IPV6, IPV6)], default=IPV4)
-    protocol = models.CharField(max_length=4, choices=[(p, p) for p in (TCP, UDP, ICMP, ANY)], default=ANY)
+    PROTOCOL_CHOICES = [(p, p) for p in (TCP, UDP, ICMP, ANY)]
+    protocol = models.CharField(max_length=4, choices=PROTOCOL_CHOICES, default=ANY)
     # tcp/udp: the destination port range; icmp: type (min) and code (max), either may be empty.
     port_range_min = models.PositiveIntegerField(null=True, blank=True)
     port_range_max = models.PositiveIntegerField(null=True, blank=True)
@@ -200,11 +205,12 @@ class IPAllocation(models.Model):
     """One address of a subnet in use: the gateway, a port's address. The unique constraint is
     what keeps two ports from getting one address, whatever races."""
 
-    GATEWAY, PORT, VIP = "gateway", "port", "vip"
+    GATEWAY, PORT, VIP, SERVICE = "gateway", "port", "vip", "service"
 
     subnet = models.ForeignKey(Subnet, on_delete=models.CASCADE, related_name="allocations")
     address = models.GenericIPAddressField()
-    purpose = models.CharField(max_length=16, choices=[(GATEWAY, GATEWAY), (PORT, PORT), (VIP, VIP)])
+    purpose = models.CharField(max_length=16, choices=[(GATEWAY, GATEWAY), (PORT, PORT), (VIP, VIP),
+                                                       (SERVICE, SERVICE)])
     port = models.ForeignKey(Port, on_delete=models.CASCADE, null=True, blank=True, related_name="addresses")
 
     class Meta:
@@ -242,6 +248,8 @@ class ElasticIP(TenantOwned):
     address = models.GenericIPAddressField(protocol="IPv4")
     bandwidth_mbps = models.PositiveIntegerField(default=100)
     port = models.OneToOneField(Port, on_delete=models.PROTECT, null=True, blank=True, related_name="eip")
+    load_balancer = models.OneToOneField("network.LoadBalancer", on_delete=models.PROTECT, null=True, blank=True,
+                                         related_name="eip")
     description = models.CharField(max_length=255, blank=True)
     tags = models.JSONField(default=list, blank=True)
 
@@ -250,7 +258,7 @@ class ElasticIP(TenantOwned):
 
     @property
     def status(self) -> str:
-        if self.port_id or hasattr(self, "nat_gateway"):
+        if self.port_id or self.load_balancer_id or hasattr(self, "nat_gateway"):
             return "bound"
         return "available"
 
@@ -276,7 +284,7 @@ class PortMapping(PublicIdModel):
     public_id_prefix = "dnat"
 
     nat_gateway = models.ForeignKey(NatGateway, on_delete=models.CASCADE, related_name="port_mappings")
-    protocol = models.CharField(max_length=3, choices=[("tcp", "tcp"), ("udp", "udp")])
+    protocol = models.CharField(max_length=3, choices=TRANSPORT_CHOICES)
     external_port = models.PositiveIntegerField()
     internal_ip = models.GenericIPAddressField(protocol="IPv4")
     internal_port = models.PositiveIntegerField()
@@ -311,3 +319,73 @@ class HaVip(TenantOwned):
     @property
     def address(self) -> str:
         return self.allocation.address
+
+
+class LoadBalancer(TenantOwned):
+    """A layer-4 load balancer: a virtual address of a subnet (and optionally an EIP) whose
+    listeners spread TCP/UDP connections over members. In OVN: one Load_Balancer row per
+    listener, on the VPC's router and switches, with health checks by ovn-controller."""
+
+    public_id_prefix = "lb"
+    area = "network"
+
+    subnet = models.ForeignKey(Subnet, on_delete=models.PROTECT, related_name="load_balancers")
+    allocation = models.OneToOneField(IPAllocation, on_delete=models.PROTECT, related_name="load_balancer")
+    description = models.CharField(max_length=255, blank=True)
+
+    @property
+    def vip(self) -> str:
+        return self.allocation.address
+
+
+class Listener(PublicIdModel):
+    public_id_prefix = "lsnr"
+
+    HASH, SOURCE_IP = "hash", "source_ip"
+
+    load_balancer = models.ForeignKey(LoadBalancer, on_delete=models.CASCADE, related_name="listeners")
+    name = models.CharField(max_length=128, blank=True)
+    protocol = models.CharField(max_length=3, choices=TRANSPORT_CHOICES)
+    port = models.PositiveIntegerField()
+    # hash: each connection to any member (OVN hashes the 5-tuple); source_ip: a client sticks to one
+    algorithm = models.CharField(max_length=16, choices=[(HASH, HASH), (SOURCE_IP, SOURCE_IP)], default=HASH)
+    health_check = models.BooleanField(default=True)
+    health_interval = models.PositiveIntegerField(default=5, help_text="seconds between probes")
+    health_timeout = models.PositiveIntegerField(default=3)
+    health_success = models.PositiveIntegerField(default=2, help_text="probes to count a member up")
+    health_failure = models.PositiveIntegerField(default=3, help_text="probes to count a member down")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["load_balancer", "protocol", "port"]
+        constraints = [models.UniqueConstraint(fields=["load_balancer", "protocol", "port"],
+                                               name="listener_port_unique")]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def ovn_name(self) -> str:
+        return f"lb-{self.public_id}"
+
+
+class Member(PublicIdModel):
+    """A backend of a listener: an address of the VPC (an instance's or a port's) and a port.
+    Weight 0 takes it out of the rotation."""
+
+    public_id_prefix = "mbr"
+
+    listener = models.ForeignKey(Listener, on_delete=models.CASCADE, related_name="members")
+    address = models.GenericIPAddressField(protocol="IPv4")
+    port = models.PositiveIntegerField()
+    weight = models.PositiveSmallIntegerField(default=1)
+    instance = models.ForeignKey("compute.Instance", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["listener", "address", "port"]
+        constraints = [models.UniqueConstraint(fields=["listener", "address", "port"], name="member_unique")]
+
+    def __str__(self) -> str:
+        return self.public_id

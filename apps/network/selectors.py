@@ -6,7 +6,18 @@ from typing import TYPE_CHECKING
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from apps.network.models import VPC, ElasticIP, HaVip, NatGateway, Port, SecurityGroup, SecurityGroupRule, Subnet
+from apps.network.models import (
+    VPC,
+    ElasticIP,
+    HaVip,
+    Listener,
+    LoadBalancer,
+    NatGateway,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+    Subnet,
+)
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
@@ -62,3 +73,9 @@ def list_nat_gateways(actor: Actor) -> QuerySet[NatGateway]:
 
 def list_havips(actor: Actor) -> QuerySet[HaVip]:
     return HaVip.objects.for_actor(actor).select_related("subnet", "allocation").prefetch_related("ports")
+
+
+def list_load_balancers(actor: Actor) -> QuerySet[LoadBalancer]:
+    listeners = Listener.objects.prefetch_related("members__instance")
+    return (LoadBalancer.objects.for_actor(actor).select_related("subnet__vpc", "allocation", "eip")
+            .prefetch_related(Prefetch("listeners", queryset=listeners)))

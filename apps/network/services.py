@@ -30,6 +30,7 @@ from apps.network.models import (
     VPC,
     HaVip,
     IPAllocation,
+    LoadBalancer,
     NetworkOrphan,
     Port,
     SecurityGroup,
@@ -96,7 +97,8 @@ def havip_spec(havip) -> driver.HaVipSpec:
 
 def router_spec(vpc: VPC) -> driver.RouterSpec:
     """The VPC's router; with a gateway, also its NAT (EIPs bound to ports, NAT gateways),
-    port mappings and the EIPs' bandwidth limits."""
+    port mappings and the EIPs' bandwidth limits (also those of EIPs on load balancers, which
+    are the load balancers' own VIPs)."""
     from apps.network.models import ElasticIP, NatGateway
 
     if not vpc.gateway_ip:
@@ -116,6 +118,8 @@ def router_spec(vpc: VPC) -> driver.RouterSpec:
         forwards += [driver.PortForward(m.public_id, m.protocol, nat.eip.address, m.external_port, m.internal_ip,
                                         m.internal_port) for m in nat.port_mappings.all()]
         limits.append(driver.RateLimit(nat.eip.public_id, nat.eip.address, nat.eip.bandwidth_mbps * 1000))
+    for eip in ElasticIP.objects.filter(load_balancer__subnet__vpc=vpc):
+        limits.append(driver.RateLimit(eip.public_id, eip.address, eip.bandwidth_mbps * 1000))
     return driver.RouterSpec(name=vpc.public_id, tenant=vpc.tenant.public_id, gateway=gateway, nats=tuple(nats),
                              forwards=tuple(forwards), limits=tuple(limits))
 
@@ -390,6 +394,10 @@ def create_subnet(actor: Actor, *, vpc: VPC, name: str, cidr: str, gateway_ip: s
         IPAllocation.objects.create(subnet=subnet, address=str(ipv6_gateway), purpose=IPAllocation.GATEWAY)
     with _backend():
         get_network_driver().ensure_switch(switch_spec(subnet))
+    from apps.network.lb_services import apply_listeners
+
+    for lb in LoadBalancer.objects.filter(subnet__vpc=vpc):  # clients on the new subnet reach them too
+        apply_listeners(lb)
     publish_network(subnet, "created")
     return subnet
 
@@ -431,10 +439,10 @@ def delete_subnet(actor: Actor, *, subnet: Subnet) -> Subnet:
 
     permissions.require(actor, subnet, "delete")
     subnet = _locked(Subnet.objects.select_related("vpc__region", "tenant"), subnet.pk)
-    ports, havips = list(subnet.ports.all()), list(subnet.havips.all())
-    if ports or havips:
-        what = " and ".join(([f"ports {_listing(ports)}"] if ports else []) +
-                            ([f"HA VIPs {_listing(havips)}"] if havips else []))
+    blockers = [("ports", list(subnet.ports.all())), ("HA VIPs", list(subnet.havips.all())),
+                ("load balancers", list(subnet.load_balancers.all()))]
+    if any(rows for _, rows in blockers):
+        what = " and ".join(f"{label} {_listing(rows)}" for label, rows in blockers if rows)
         raise Conflict(f"Subnet {subnet.public_id} still has {what}: delete them first.", code="in_use")
     subnet.delete()
     quotas.release(subnet.tenant, region=subnet.vpc.region.code, amounts={"subnets": 1})
@@ -1017,7 +1025,8 @@ def reconcile_network() -> dict[str, list[str]]:
     from apps.core.actor import Actor
 
     from apps.network.edge_services import external_network_spec
-    from apps.network.models import ExternalNetwork
+    from apps.network.lb_services import listener_spec
+    from apps.network.models import ExternalNetwork, Listener
 
     backend = get_network_driver()
     repaired: list[str] = list(backend.ensure_baseline())
@@ -1031,6 +1040,9 @@ def reconcile_network() -> dict[str, list[str]]:
         _repair(_ports_with_specs(Port.objects), port_spec, backend.ensure_port, repaired)
         _repair(HaVip.objects.select_related("tenant", "subnet", "allocation").prefetch_related("ports"), havip_spec,
                 backend.ensure_havip, repaired)
+        _repair(Listener.objects.select_related("load_balancer__tenant", "load_balancer__subnet__vpc",
+                                                "load_balancer__allocation"), listener_spec, backend.ensure_listener,
+                repaired)
         removed = _remove_orphans(backend)
     except driver.NetworkError as exc:
         raise Unavailable(f"Network reconcile stopped: {exc}") from exc
@@ -1041,7 +1053,7 @@ def reconcile_network() -> dict[str, list[str]]:
 
 
 def _remove_orphans(backend) -> list[str]:
-    from apps.network.models import ExternalNetwork
+    from apps.network.models import ExternalNetwork, Listener
 
     found = backend.inventory()
     wanted = {
@@ -1052,6 +1064,7 @@ def _remove_orphans(backend) -> list[str]:
         driver.PORT: {str(u) for u in Port.objects.values_list("uuid", flat=True)},
         driver.EXTERNAL: {f"ext-{n}" for n in ExternalNetwork.objects.values_list("name", flat=True)},
         driver.HAVIP: set(HaVip.objects.values_list("public_id", flat=True)),
+        driver.LISTENER: {f"lb-{p}" for p in Listener.objects.values_list("public_id", flat=True)},
     }
     now, removed = timezone.now(), []
     orphans = {(kind, name) for kind, names in found.items() for name in names - wanted.get(kind, set())}
@@ -1059,9 +1072,11 @@ def _remove_orphans(backend) -> list[str]:
         pk__in=[o.pk for o in NetworkOrphan.objects.all() if (o.kind, o.name) in orphans]).delete()
     deleters = {driver.PORT: backend.delete_port, driver.SWITCH: backend.delete_switch,
                 driver.SECURITY_GROUP: backend.delete_security_group, driver.ROUTER: backend.delete_router,
-                driver.EXTERNAL: backend.delete_external_network, driver.HAVIP: backend.delete_havip}
+                driver.EXTERNAL: backend.delete_external_network, driver.HAVIP: backend.delete_havip,
+                driver.LISTENER: backend.delete_listener}
     # Dependants first.
-    for kind in (driver.HAVIP, driver.PORT, driver.SWITCH, driver.SECURITY_GROUP, driver.ROUTER, driver.EXTERNAL):
+    for kind in (driver.LISTENER, driver.HAVIP, driver.PORT, driver.SWITCH, driver.SECURITY_GROUP, driver.ROUTER,
+                 driver.EXTERNAL):
         for name in sorted(n for k, n in orphans if k == kind):
             sighting, _ = NetworkOrphan.objects.get_or_create(kind=kind, name=name, defaults={"first_seen": now})
             if now - sighting.first_seen >= ORPHAN_GRACE:

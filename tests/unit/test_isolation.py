@@ -26,7 +26,7 @@ from apps.storage import services as storage_services
 from apps.storage.models import Backup, Snapshot, Volume
 from apps.network import services as network_services
 from apps.network import edge_services
-from apps.network.models import VPC, ElasticIP, HaVip, NatGateway, Port, SecurityGroup, Subnet
+from apps.network.models import VPC, ElasticIP, HaVip, LoadBalancer, NatGateway, Port, SecurityGroup, Subnet
 from tests.factories.compute import make_inventory
 from tests.factories.storage import make_storage
 
@@ -55,9 +55,18 @@ RESOURCES = {
     SecurityGroup: lambda owner: network_services.create_security_group(owner, vpc=_vpc(owner), name="a-secret-sg"),
     ElasticIP: lambda owner: _eip(owner, "a-secret-eip"),
     HaVip: lambda owner: network_services.create_havip(owner, subnet=_subnet(owner), name="a-secret-vip"),
+    LoadBalancer: lambda owner: _load_balancer(owner),
     NatGateway: lambda owner: edge_services.create_nat_gateway(owner, vpc=_vpc(owner), eip=_eip(owner, "a-nat-eip"),
                                                                name="a-secret-nat"),
 }
+
+
+def _load_balancer(owner) -> LoadBalancer:
+    from apps.network import lb_services
+
+    balancer = lb_services.create_load_balancer(owner, subnet=_subnet(owner), name="a-secret-lb")
+    lb_services.add_listener(owner, load_balancer=balancer, protocol="tcp", port=80)
+    return balancer
 
 
 def _eip(owner, name: str) -> ElasticIP:

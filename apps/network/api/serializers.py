@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.network.models import (
@@ -5,6 +6,9 @@ from apps.network.models import (
     ElasticIP,
     ExternalNetwork,
     HaVip,
+    Listener,
+    LoadBalancer,
+    Member,
     NatGateway,
     Port,
     PortMapping,
@@ -263,11 +267,12 @@ class ElasticIPSerializer(serializers.ModelSerializer):
     port = serializers.CharField(source="port.public_id", default=None)
     instance = serializers.SerializerMethodField()
     nat_gateway = serializers.SerializerMethodField()
+    load_balancer = serializers.CharField(source="load_balancer.public_id", default=None)
 
     class Meta:
         model = ElasticIP
         fields = ["id", "name", "description", "address", "external_network", "region", "bandwidth_mbps", "status",
-                  "port", "instance", "nat_gateway", "tags", "created_at"]
+                  "port", "instance", "nat_gateway", "load_balancer", "tags", "created_at"]
         read_only_fields = fields
 
     def get_instance(self, eip) -> str | None:
@@ -299,6 +304,8 @@ class ElasticIPBindSerializer(serializers.Serializer):
     port = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
     instance = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
                                      help_text="Or an instance: its primary interface")
+    load_balancer = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
+                                          help_text="Or a load balancer: its listeners answer on the EIP too")
 
 
 class PortMappingSerializer(serializers.ModelSerializer):
@@ -379,3 +386,98 @@ class HaVipUpdateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
     ports = serializers.ListField(child=serializers.CharField(max_length=32), required=False, max_length=16)
+
+
+class LbMemberSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    instance = serializers.CharField(source="instance.public_id", default=None)
+    health = serializers.SerializerMethodField(help_text="online, offline, drained, unchecked or unknown")
+
+    class Meta:
+        model = Member
+        fields = ["id", "address", "port", "weight", "instance", "health"]
+        read_only_fields = fields
+
+    def get_health(self, member) -> str:
+        return self.context.get("health", {}).get(member.pk, "unknown")
+
+
+class ListenerSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    members = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Listener
+        fields = ["id", "name", "protocol", "port", "algorithm", "health_check", "health_interval", "health_timeout",
+                  "health_success", "health_failure", "members"]
+        read_only_fields = fields
+
+    @extend_schema_field(LbMemberSerializer(many=True))
+    def get_members(self, listener):
+        from apps.network.lb_services import member_health
+
+        return LbMemberSerializer(listener.members.all(), many=True, context={"health": member_health(listener)}).data
+
+
+class LoadBalancerSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="public_id", read_only=True)
+    vpc = serializers.CharField(source="subnet.vpc.public_id")
+    subnet = serializers.CharField(source="subnet.public_id")
+    vip = serializers.CharField(source="allocation.address")
+    eip = serializers.SerializerMethodField(help_text="The bound EIP's address")
+    listeners = ListenerSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = LoadBalancer
+        fields = ["id", "name", "description", "vpc", "subnet", "vip", "eip", "listeners", "created_at"]
+        read_only_fields = fields
+
+    def get_eip(self, lb) -> str | None:
+        eip = getattr(lb, "eip", None)
+        return eip.address if eip else None
+
+
+class LoadBalancerCreateSerializer(serializers.Serializer):
+    subnet = serializers.CharField(max_length=32)
+    name = serializers.CharField(max_length=128)
+    ip_address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None,
+                                       help_text="The VIP; default: the lowest free address")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class LoadBalancerUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=128, required=False)
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+
+class _HealthFields(serializers.Serializer):
+    health_interval = serializers.IntegerField(required=False, allow_null=True, default=None)
+    health_timeout = serializers.IntegerField(required=False, allow_null=True, default=None)
+    health_success = serializers.IntegerField(required=False, allow_null=True, default=None)
+    health_failure = serializers.IntegerField(required=False, allow_null=True, default=None)
+
+
+class ListenerCreateSerializer(_HealthFields):
+    protocol = serializers.CharField(max_length=3, help_text="tcp or udp")
+    port = serializers.IntegerField()
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    algorithm = serializers.CharField(max_length=16, required=False, default="hash",
+                                      help_text="hash (per connection) or source_ip (a client sticks to a member)")
+    health_check = serializers.BooleanField(required=False, default=True)
+
+
+class ListenerUpdateSerializer(_HealthFields):
+    name = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    algorithm = serializers.CharField(max_length=16, required=False)
+    health_check = serializers.BooleanField(required=False)
+
+
+class LbMemberCreateSerializer(serializers.Serializer):
+    port = serializers.IntegerField()
+    instance = serializers.CharField(max_length=32, required=False, allow_null=True, default=None)
+    address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None)
+    weight = serializers.IntegerField(required=False, default=1, help_text="0 takes it out of the rotation")
+
+
+class LbMemberUpdateSerializer(serializers.Serializer):
+    weight = serializers.IntegerField()

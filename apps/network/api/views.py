@@ -11,9 +11,24 @@ from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 from apps.core.exceptions import NotFound, ValidationFailed
 from apps.core.validation import lookup
 from apps.network import edge_services as edge
+from apps.network import lb_services as lb
 from apps.network import selectors, services
 from apps.network.api import serializers as s
-from apps.network.models import VPC, ElasticIP, ExternalNetwork, HaVip, NatGateway, Port, SecurityGroup, Subnet
+from apps.network.models import (
+    VPC,
+    ElasticIP,
+    ExternalNetwork,
+    HaVip,
+    LoadBalancer,
+    NatGateway,
+    Port,
+    SecurityGroup,
+    Subnet,
+)
+
+def _path(name: str, description: str) -> OpenApiParameter:
+    return OpenApiParameter(name, str, OpenApiParameter.PATH, description=description)
+
 
 _CRUD = {"list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete"}
 
@@ -240,10 +255,11 @@ class ElasticIPViewSet(_NetworkViewSet):
     def bind(self, request, id=None):
         eip = self.get_object()
         data = validated(s.ElasticIPBindSerializer, request)
-        port = lookup(self.actor, Port.objects, data["port"], field="port", label="port") if data["port"] else None
-        instance = (lookup(self.actor, Instance.objects, data["instance"], field="instance", label="instance")
-                    if data["instance"] else None)
-        return self._out(edge.bind_eip(self.actor, eip=eip, port=port, instance=instance))
+        targets = {"port": (Port, "port"), "instance": (Instance, "instance"),
+                   "load_balancer": (LoadBalancer, "load balancer")}
+        found = {field: lookup(self.actor, model.objects, data[field], field=field, label=label)
+                 if data[field] else None for field, (model, label) in targets.items()}
+        return self._out(edge.bind_eip(self.actor, eip=eip, **found))
 
     @extend_schema(request=None, responses=s.ElasticIPSerializer, summary="Unbind from its port")
     @action(detail=True, methods=["post"])
@@ -317,3 +333,84 @@ class HaVipViewSet(_NetworkViewSet):
     @extend_schema(responses={204: None})
     def destroy(self, request, id=None):
         return self._destroy(services.delete_havip, "havip")
+
+
+class LoadBalancerViewSet(_NetworkViewSet):
+    """Layer-4 load balancers: a VIP in a subnet (and an EIP if bound), TCP/UDP listeners,
+    members (instances or addresses of the VPC) with health checks and their health."""
+
+    model = LoadBalancer
+    serializer_class = s.LoadBalancerSerializer
+    create_serializer, update_serializer = s.LoadBalancerCreateSerializer, s.LoadBalancerUpdateSerializer
+    parent = ("subnet", Subnet, "subnet")
+    list_selector = staticmethod(selectors.list_load_balancers)
+    filterset_fields = ["name", "subnet__public_id"]
+    action_permissions = {**_CRUD, "add_listener": "change", "listener": "change", "add_member": "change",
+                          "member": "change"}
+
+    @extend_schema(request=s.LoadBalancerCreateSerializer, responses={201: s.LoadBalancerSerializer})
+    def create(self, request):
+        return self._create(request, lb.create_load_balancer)
+
+    @extend_schema(request=s.LoadBalancerUpdateSerializer, responses=s.LoadBalancerSerializer)
+    def partial_update(self, request, id=None):
+        return self._update(request, lb.update_load_balancer, "load_balancer")
+
+    @extend_schema(responses={204: None}, summary="Delete with its listeners (not while an EIP is bound)")
+    def destroy(self, request, id=None):
+        return self._destroy(lb.delete_load_balancer, "load_balancer")
+
+    def _listener(self, listener_id):
+        found = self.get_object().listeners.filter(public_id=listener_id).first()
+        if found is None:
+            raise NotFound(f"No listener {listener_id}.")
+        return found
+
+    @extend_schema(request=s.ListenerCreateSerializer, responses={201: s.LoadBalancerSerializer},
+                   summary="Add a TCP/UDP listener")
+    @action(detail=True, methods=["post"], url_path="listeners")
+    def add_listener(self, request, id=None):
+        balancer = self.get_object()
+        lb.add_listener(self.actor, load_balancer=balancer, **validated(s.ListenerCreateSerializer, request))
+        return self._out(balancer, status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["PATCH"], request=s.ListenerUpdateSerializer, responses=s.LoadBalancerSerializer,
+                   parameters=[_path("listener_id", "lsnr-…")])
+    @extend_schema(methods=["DELETE"], request=None, responses={204: None},
+                   parameters=[_path("listener_id", "lsnr-…")])
+    @action(detail=True, methods=["patch", "delete"], url_path=r"listeners/(?P<listener_id>[^/.]+)")
+    def listener(self, request, id=None, listener_id=None):
+        listener = self._listener(listener_id)
+        if request.method == "DELETE":
+            lb.delete_listener(self.actor, listener=listener)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        lb.update_listener(self.actor, listener=listener, **validated(s.ListenerUpdateSerializer, request))
+        return self._out(self.get_object())
+
+    @extend_schema(request=s.LbMemberCreateSerializer, responses={201: s.LoadBalancerSerializer},
+                   parameters=[_path("listener_id", "lsnr-…")], summary="Add a member (an instance or an address)")
+    @action(detail=True, methods=["post"], url_path=r"listeners/(?P<listener_id>[^/.]+)/members")
+    def add_member(self, request, id=None, listener_id=None):
+        listener = self._listener(listener_id)
+        data = validated(s.LbMemberCreateSerializer, request)
+        if data["instance"]:
+            data["instance"] = lookup(self.actor, Instance.objects, data["instance"], field="instance",
+                                      label="instance")
+        lb.add_member(self.actor, listener=listener, **data)
+        return self._out(self.get_object(), status.HTTP_201_CREATED)
+
+    @extend_schema(methods=["PATCH"], request=s.LbMemberUpdateSerializer, responses=s.LoadBalancerSerializer,
+                   parameters=[_path("listener_id", "lsnr-…"), _path("member_id", "mbr-…")])
+    @extend_schema(methods=["DELETE"], request=None, responses={204: None},
+                   parameters=[_path("listener_id", "lsnr-…"), _path("member_id", "mbr-…")])
+    @action(detail=True, methods=["patch", "delete"],
+            url_path=r"listeners/(?P<listener_id>[^/.]+)/members/(?P<member_id>[^/.]+)")
+    def member(self, request, id=None, listener_id=None, member_id=None):
+        member = self._listener(listener_id).members.filter(public_id=member_id).first()
+        if member is None:
+            raise NotFound(f"No member {member_id}.")
+        if request.method == "DELETE":
+            lb.delete_member(self.actor, member=member)
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        lb.update_member(self.actor, member=member, **validated(s.LbMemberUpdateSerializer, request))
+        return self._out(self.get_object())

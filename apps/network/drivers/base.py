@@ -13,8 +13,8 @@ import abc
 from dataclasses import dataclass
 
 # Kinds of backend objects, as `inventory` reports them.
-ROUTER, SWITCH, PORT, SECURITY_GROUP, EXTERNAL, HAVIP = (
-    "router", "switch", "port", "security_group", "external", "havip")
+ROUTER, SWITCH, PORT, SECURITY_GROUP, EXTERNAL, HAVIP, LISTENER = (
+    "router", "switch", "port", "security_group", "external", "havip", "listener")
 
 
 class NetworkError(Exception):
@@ -157,6 +157,43 @@ class HaVipSpec:
 
 
 @dataclass(frozen=True)
+class Backend:
+    """A member: address and port; `port_name` and `probe_source` (an address of its subnet the
+    probes come from) when it is health-checked."""
+
+    address: str
+    port: int
+    port_name: str = ""
+    probe_source: str = ""
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    interval: int = 5
+    timeout: int = 3
+    success_count: int = 2
+    failure_count: int = 3
+
+
+@dataclass(frozen=True)
+class ListenerSpec:
+    """One listener of a load balancer: connections to any of `addresses` (the VIP, an EIP) on
+    `port` spread over `backends`; on the VPC's router and its switches."""
+
+    name: str
+    public_id: str
+    tenant: str
+    protocol: str
+    addresses: tuple[str, ...]
+    port: int
+    backends: tuple[Backend, ...]
+    router: str
+    switches: tuple[str, ...]
+    source_ip_affinity: bool = False
+    health: HealthCheck | None = None
+
+
+@dataclass(frozen=True)
 class Rule:
     """One allow rule of a security group. `remote_group` is a port group name; `port_min` /
     `port_max` are a destination port range (tcp/udp) or an ICMP type and code."""
@@ -227,6 +264,19 @@ class NetworkDriver(abc.ABC):
     @abc.abstractmethod
     def delete_havip(self, name: str) -> None:
         ...
+
+    @abc.abstractmethod
+    def ensure_listener(self, spec: ListenerSpec) -> list[str]:
+        ...
+
+    @abc.abstractmethod
+    def delete_listener(self, name: str) -> None:
+        ...
+
+    def backend_health(self, name: str) -> dict[tuple[str, int], str]:
+        """(address, port) → online / offline as the health checks last saw them; empty when
+        unknown (no checks, or the control plane does not report them)."""
+        return {}
 
     @abc.abstractmethod
     def port_is_up(self, name: str) -> bool | None:

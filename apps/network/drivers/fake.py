@@ -10,12 +10,14 @@ import threading
 from apps.network.drivers.base import (
     EXTERNAL,
     HAVIP,
+    LISTENER,
     PORT,
     ROUTER,
     SECURITY_GROUP,
     SWITCH,
     ExternalNetworkSpec,
     HaVipSpec,
+    ListenerSpec,
     NetworkDriver,
     NetworkError,
     PortSpec,
@@ -26,7 +28,9 @@ from apps.network.drivers.base import (
 )
 
 state: dict[str, dict[str, object]] = {ROUTER: {}, SWITCH: {}, PORT: {}, SECURITY_GROUP: {}, EXTERNAL: {},
-                                       HAVIP: {}}
+                                       HAVIP: {}, LISTENER: {}}
+# Listener name → {(address, port): "online" | "offline"}: what tests make the health checks report.
+health: dict[str, dict[tuple[str, int], str]] = {}
 # Method names that raise Unavailable until removed (tests of "nothing half-made").
 fail_on: set[str] = set()
 _lock = threading.Lock()
@@ -37,6 +41,7 @@ def reset() -> None:
         for objects in state.values():
             objects.clear()
         fail_on.clear()
+        health.clear()
 
 
 class FakeNetworkDriver(NetworkDriver):
@@ -110,6 +115,19 @@ class FakeNetworkDriver(NetworkDriver):
 
     def delete_havip(self, name: str) -> None:
         self._drop("delete_havip", HAVIP, name)
+
+    def ensure_listener(self, spec: ListenerSpec) -> list[str]:
+        missing = [s for s in (spec.router,) if s not in state[ROUTER]] + [
+            s for s in spec.switches if s not in state[SWITCH]]
+        if missing:
+            raise NetworkError(f"no router or switch {missing[0]}")
+        return self._put("ensure_listener", LISTENER, spec)
+
+    def delete_listener(self, name: str) -> None:
+        self._drop("delete_listener", LISTENER, name)
+
+    def backend_health(self, name: str) -> dict[tuple[str, int], str]:
+        return dict(health.get(name, {}))
 
     def port_is_up(self, name: str) -> bool | None:
         return False if name in state[PORT] else None

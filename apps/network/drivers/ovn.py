@@ -17,6 +17,9 @@ from its local cache, one transaction per logical change. What the portal makes:
             on the external switch limiting each EIP's bandwidth
   HA VIP    a `virtual` Logical_Switch_Port `havip-…` (virtual-ip, virtual-parents); the
             parents' port security lets them send from the address
+  listener  a Load_Balancer `lb-lsnr-…` (VIP and EIP on the listener's port → members) with
+            health checks, on the VPC's router and switches; health read from the southbound
+            Service_Monitor table
 
 Every row carries external_ids `portal:owner`, `portal:kind`, `portal:id` (the public id) and
 `portal:tenant`."""
@@ -34,6 +37,7 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 from apps.network.drivers.base import (
     EXTERNAL,
     HAVIP,
+    LISTENER,
     PORT,
     ROUTER,
     SECURITY_GROUP,
@@ -61,7 +65,8 @@ DHCP_LEASE_SECONDS = 43200
 QOS_PRIORITY = 2000
 _ANYWHERE = {"0.0.0.0/0", "::/0"}
 _TABLES = {ROUTER: "Logical_Router", SWITCH: "Logical_Switch", PORT: "Logical_Switch_Port",
-           SECURITY_GROUP: "Port_Group", EXTERNAL: "Logical_Switch", HAVIP: "Logical_Switch_Port"}
+           SECURITY_GROUP: "Port_Group", EXTERNAL: "Logical_Switch", HAVIP: "Logical_Switch_Port",
+           LISTENER: "Load_Balancer"}
 
 
 class _SetColumns(ovsdb_command.BaseCommand):
@@ -137,14 +142,17 @@ _BASELINE = {
 
 class OvnDriver(NetworkDriver):
     def __init__(self, connection_string: str, *, owner: str = "cloudportal", timeout: int = 10,
-                 private_key: str = "", certificate: str = "", ca_cert: str = ""):
+                 private_key: str = "", certificate: str = "", ca_cert: str = "", sb_connection: str = ""):
         self.connection_string = connection_string
+        self.sb_connection = sb_connection
+        self._sb = None
         self.owner = owner
         self.timeout = timeout
         self.ssl = (private_key, certificate, ca_cert)
         self._api = None
         self._pid = None
         self._lock = threading.Lock()
+        self._dhcp_index: dict[str, dict[str, object]] = {}
 
     # --- connection -----------------------------------------------------------------------
 
@@ -173,11 +181,30 @@ class OvnDriver(NetworkDriver):
         except Exception as exc:  # ovs raises bare Exceptions for unreachable servers
             raise Unavailable(f"OVN northbound {self.connection_string} does not answer: {exc}") from exc
 
+    def _southbound(self):
+        """Read-only southbound view of the health checks' results (Service_Monitor), or None."""
+        from ovsdbapp.schema.ovn_southbound import impl_idl as sb_idl
+
+        if not self.sb_connection:
+            return None
+        with self._lock:
+            if self._sb is None or self._pid != os.getpid():
+                api_class = type("PortalSbApi", (sb_idl.OvnSbApiIdlImpl,), {"_ovsdb_connection": None})
+                try:
+                    idl = connection.OvsdbIdl.from_server(self.sb_connection, "OVN_Southbound",
+                                                          helper_tables=["Service_Monitor"])
+                    self._sb = api_class(connection.Connection(idl, timeout=self.timeout))
+                except Exception as exc:  # as for the northbound: bare Exceptions when unreachable
+                    raise Unavailable(f"OVN southbound {self.sb_connection} does not answer: {exc}") from exc
+            return self._sb
+
     def close(self) -> None:
         with self._lock:
-            if self._api is not None and self._pid == os.getpid():
-                self._api.ovsdb_connection.stop()
-            self._api = None
+            if self._pid == os.getpid():
+                for api in (self._api, self._sb):
+                    if api is not None:
+                        api.ovsdb_connection.stop()
+            self._api = self._sb = None
 
     def _commit(self, commands: list) -> None:
         if not commands:
@@ -404,9 +431,24 @@ class OvnDriver(NetworkDriver):
 
     # --- switches (subnets) ---------------------------------------------------------------
 
-    def _dhcp_rows(self, switch: str) -> dict[str, object]:
-        return {row.external_ids.get(IP_VERSION): row for row in self._rows("DHCP_Options")
-                if row.external_ids.get(ID) == switch and row.external_ids.get(OWNER) == self.owner}
+    def _dhcp_rows(self, switch: str, *, fresh: bool = False) -> dict[str, object]:
+        """A switch's DHCP options by IP version. DHCP_Options has no index on external_ids, so
+        a map of every switch's rows is kept and rebuilt (one scan) when it may be stale: a
+        switch it does not know, a row that is gone, or `fresh` (the switch's own writers)."""
+        index = self._dhcp_index
+        table = self.api.tables["DHCP_Options"].rows
+        known = index.get(switch)
+        if fresh or known is None or any(uuid not in table for uuid in known.values()):
+            index = self._dhcp_index = {name: {} for name in self._names("Logical_Switch")}
+            for row in self._rows("DHCP_Options"):
+                ids = row.external_ids
+                if ids.get(OWNER) == self.owner and ids.get(ID):
+                    index.setdefault(ids[ID], {})[ids.get(IP_VERSION)] = row.uuid
+            known = index.get(switch, {})
+        return {version: table[uuid] for version, uuid in known.items() if uuid in table}
+
+    def _names(self, table: str) -> list[str]:
+        return [row.name for row in self._rows(table)]
 
     @staticmethod
     def _dhcp_options(spec: SwitchSpec) -> dict[str, dict[str, str]]:
@@ -466,12 +508,13 @@ class OvnDriver(NetworkDriver):
 
         changes += self._ensure_dhcp(spec, commands)
         self._commit(commands)
+        self._dhcp_index.pop(spec.name, None)  # its rows may be new: found again on the next lookup
         return changes
 
     def _ensure_dhcp(self, spec: SwitchSpec, commands: list) -> list[str]:
         api, changes = self.api, []
         wanted = self._dhcp_options(spec) if spec.dhcp else {}
-        current = self._dhcp_rows(spec.name)
+        current = self._dhcp_rows(spec.name, fresh=True)
         cidrs = {"4": spec.cidr, "6": spec.ipv6_cidr}
         for version, row in current.items():
             if version not in wanted:
@@ -492,8 +535,9 @@ class OvnDriver(NetworkDriver):
     def delete_switch(self, name: str) -> None:
         api = self.api
         commands = [api.lrp_del(f"lrp-{name}", if_exists=True), api.ls_del(name, if_exists=True)]
-        commands += [api.dhcp_options_del(row.uuid) for row in self._dhcp_rows(name).values()]
+        commands += [api.dhcp_options_del(row.uuid) for row in self._dhcp_rows(name, fresh=True).values()]
         self._commit(commands)
+        self._dhcp_index.pop(name, None)
 
     # --- security groups --------------------------------------------------------------------
 
@@ -611,6 +655,76 @@ class OvnDriver(NetworkDriver):
 
     def delete_havip(self, name: str) -> None:
         self._commit([self.api.lsp_del(name, if_exists=True)])
+
+    # --- load balancers -----------------------------------------------------------------------
+
+    def ensure_listener(self, spec: ListenerSpec) -> list[str]:
+        """One Load_Balancer per listener: its VIPs, backends, affinity, health checks (one per
+        VIP, probing each backend from `probe_source` through its logical port), on the router and
+        the VPC's switches (so clients on the backends' own subnets reach it too)."""
+        api, commands, changes, label = self.api, [], [], f"listener {spec.public_id}"
+        backends = ",".join(f"{b.address}:{b.port}" for b in spec.backends)
+        columns = {
+            "vips": {f"{address}:{spec.port}": backends for address in spec.addresses},
+            "protocol": [spec.protocol],
+            "selection_fields": ["ip_src"] if spec.source_ip_affinity else [],
+            "ip_port_mappings": {b.address: f"{b.port_name}:{b.probe_source}" for b in spec.backends
+                                 if spec.health and b.port_name},
+            "external_ids": self._ids(LISTENER, spec.public_id, spec.tenant),
+        }
+        row = self._row("Load_Balancer", spec.name)
+        if row is None:
+            balancer = api.db_create("Load_Balancer", name=spec.name, **columns)
+            commands.append(balancer)
+            changes.append(f"{label}: created")
+            checks, routers, switches = {}, set(), set()
+        else:
+            balancer = row.uuid
+            changes += self._sync("Load_Balancer", row, columns, label, commands)
+            checks = {check.vip: check for check in row.health_check}
+            routers = {r.name for r in self._rows("Logical_Router") if row in r.load_balancer}
+            switches = {s.name for s in self._rows("Logical_Switch") if row in s.load_balancer}
+        options = {}
+        if spec.health:
+            h = spec.health
+            options = {"interval": str(h.interval), "timeout": str(h.timeout), "success_count": str(h.success_count),
+                       "failure_count": str(h.failure_count)}
+        wanted = {vip: options for vip in columns["vips"]} if spec.health else {}
+        for vip, check in checks.items():
+            if wanted.get(vip) != dict(check.options):
+                commands.append(api.db_remove("Load_Balancer", balancer, "health_check", check.uuid))
+                changes.append(f"{label}: health check of {vip} " + ("removed" if vip not in wanted else "differed"))
+        for vip, opts in wanted.items():
+            if vip not in checks or dict(checks[vip].options) != opts:
+                check = api.db_create("Load_Balancer_Health_Check", vip=vip, options=opts,
+                                      external_ids={OWNER: self.owner, ID: spec.public_id})
+                commands += [check, api.db_add("Load_Balancer", balancer, "health_check", check)]
+        for table, current, want in (("Logical_Router", routers, {spec.router}),
+                                     ("Logical_Switch", switches, set(spec.switches))):
+            commands += [api.db_add(table, name, "load_balancer", balancer) for name in sorted(want - current)]
+            commands += [api.db_remove(table, name, "load_balancer", balancer) for name in sorted(current - want)]
+            if row is not None and want != current:
+                changes.append(f"{label}: attachments differed")
+        self._commit(commands)
+        return changes
+
+    def delete_listener(self, name: str) -> None:
+        row = self._row("Load_Balancer", name)
+        if row is not None:
+            self._commit([self.api.lb_del(row.uuid, if_exists=True)])
+
+    def backend_health(self, name: str) -> dict[tuple[str, int], str]:
+        row = self._row("Load_Balancer", name)
+        southbound = self._southbound()
+        if row is None or southbound is None or not row.health_check:
+            return {}
+        protocol = row.protocol[0] if row.protocol else "tcp"
+        with southbound.ovsdb_connection.lock:
+            monitors = list(southbound.tables["Service_Monitor"].rows.values())
+        found = {(m.ip, m.port): m.status[0] for m in monitors
+                 if m.status and (m.protocol[0] if m.protocol else "tcp") == protocol}
+        wanted = {tuple(b.rsplit(":", 1)) for vip in row.vips.values() for b in vip.split(",") if b}
+        return {(ip, int(port)): found[(ip, int(port))] for ip, port in wanted if (ip, int(port)) in found}
 
     def port_is_up(self, name: str) -> bool | None:
         row = self._row("Logical_Switch_Port", name)

@@ -99,3 +99,38 @@ def test_havip_is_a_virtual_port_whose_parents_may_send_from_it(ovn, region, a_o
     services.delete_havip(owner, havip=vip)
     assert rows(ovn, "Logical_Switch_Port", f"name={vip.public_id}") == []
     assert vip.address not in ovn.nbctl("lsp-get-port-security", str(second.uuid))
+
+
+def test_listener_is_a_load_balancer_with_health_checks_on_router_and_switches(ovn, region, a_owner, actor):
+    from apps.network import lb_services as lb
+
+    owner = actor(a_owner)
+    vpc = services.create_vpc(owner, name="lb", cidr="10.32.0.0/16")
+    subnet = services.create_subnet(owner, vpc=vpc, name="lb", cidr="10.32.1.0/24")
+    backends = [services.create_port(owner, subnet=subnet) for _ in range(2)]
+    balancer = lb.create_load_balancer(owner, subnet=subnet, name="front", ip_address="10.32.1.100")
+    listener = lb.add_listener(owner, load_balancer=balancer, protocol="tcp", port=80, algorithm="source_ip")
+    for port in backends:
+        lb.add_member(owner, listener=listener, address=port.addresses.get().address, port=8080)
+
+    [row] = rows(ovn, "Load_Balancer", f"name={listener.ovn_name}")
+    addresses = sorted(p.addresses.get().address for p in backends)
+    assert row["protocol"] == "tcp" and row["selection_fields"] == "ip_src"
+    assert sorted(row["vips"]["10.32.1.100:80"].split(",")) == [f"{a}:8080" for a in addresses]
+    service_ip = next(a.address for a in subnet.allocations.all() if a.purpose == "service")
+    assert row["ip_port_mappings"] == {p.addresses.get().address: f"{p.uuid}:{service_ip}" for p in backends}
+    [check] = rows(ovn, "Load_Balancer_Health_Check")
+    assert check["vip"] == "10.32.1.100:80" and check["options"]["interval"] == "5"
+    assert listener.ovn_name in ovn.nbctl("lr-lb-list", vpc.public_id)
+    assert listener.ovn_name in ovn.nbctl("ls-lb-list", subnet.public_id)
+
+    # Drift: detached by hand and its health check dropped; the reconcile puts both back.
+    ovn.nbctl("ls-lb-del", subnet.public_id, listener.ovn_name)
+    ovn.nbctl("clear", "Load_Balancer", listener.ovn_name, "health_check")
+    report = services.reconcile_network()
+    assert any(listener.public_id in line for line in report["repaired"])
+    assert listener.ovn_name in ovn.nbctl("ls-lb-list", subnet.public_id)
+    assert len(rows(ovn, "Load_Balancer_Health_Check")) == 1
+
+    lb.delete_load_balancer(owner, load_balancer=balancer)
+    assert rows(ovn, "Load_Balancer") == [] and rows(ovn, "Load_Balancer_Health_Check") == []
