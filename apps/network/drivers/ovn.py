@@ -153,6 +153,8 @@ class OvnDriver(NetworkDriver):
         self._pid = None
         self._lock = threading.Lock()
         self._dhcp_index: dict[str, dict[str, object]] = {}
+        self._members: dict[str, set] = {}
+        self._members_seqno = None
 
     # --- connection -----------------------------------------------------------------------
 
@@ -447,6 +449,16 @@ class OvnDriver(NetworkDriver):
             known = index.get(switch, {})
         return {version: table[uuid] for version, uuid in known.items() if uuid in table}
 
+    def _group_members(self) -> dict[str, set]:
+        """Port group name → its ports' uuids. Reading a group's ports builds a row object per
+        member, so the map is kept while the local copy of the database has not changed
+        (reconciling n ports would read every group n times otherwise)."""
+        idl = self.api.idl
+        if self._members_seqno != idl.change_seqno:
+            self._members = {g.name: {p.uuid for p in g.ports} for g in self._rows("Port_Group")}
+            self._members_seqno = idl.change_seqno
+        return self._members
+
     def _names(self, table: str) -> list[str]:
         return [row.name for row in self._rows(table)]
 
@@ -623,7 +635,7 @@ class OvnDriver(NetworkDriver):
         else:
             port = spec.name
             changes += self._sync("Logical_Switch_Port", row, columns, label, commands)
-            member_of = {group.name for group in self._rows("Port_Group") if row in group.ports}
+            member_of = {name for name, members in self._group_members().items() if row.uuid in members}
         groups = set(spec.security_groups) | ({DROP_GROUP} if spec.port_security else set())
         for name in sorted(groups - member_of):
             commands.append(api.pg_add_ports(name, port))
