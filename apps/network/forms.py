@@ -96,8 +96,9 @@ class RuleCreateForm(forms.Form):
 
 # --- elastic IPs and NAT gateways -------------------------------------------------------------
 
-def _ipv4(port) -> str:
-    return next((a.address for a in port.addresses.all() if ":" not in a.address), "")
+def _port_label(port) -> str:
+    ipv4 = next((a.address for a in port.addresses.all() if ":" not in a.address), "")
+    return f"{port.public_id} {ipv4} ({port.subnet.vpc.name}/{port.subnet.name})"
 
 
 class EipAllocateForm(forms.Form):
@@ -108,7 +109,8 @@ class EipAllocateForm(forms.Form):
     def __init__(self, *args, networks, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["external_network"].choices = [("", "the region's default")] + [
-            (n.public_id, f"{n.name} ({n.region.code}, {n.cidr})") for n in networks]
+            (n.public_id, f"{n.name} ({n.cidr}, region {n.region.code}{', its default' if n.is_default else ''})")
+            for n in networks]
 
     def service_arguments(self) -> dict:
         return {**self.cleaned_data, "external_network": self.cleaned_data["external_network"] or None}
@@ -122,11 +124,13 @@ class EipBindForm(forms.Form):
     def __init__(self, *args, instances, ports, **kwargs):
         super().__init__(*args, **kwargs)
         self._targets = {i.public_id: ("instance", i) for i in instances} | {p.public_id: ("port", p) for p in ports}
-        self.fields["target"].choices = [
-            ("Instances", [(i.public_id, f"{i.name} ({i.public_id})") for i in instances]),
-            ("Network interfaces", [(p.public_id, f"{p.public_id} {_ipv4(p)} ({p.subnet.vpc.name}/{p.subnet.name})")
-                                    for p in ports]),
-        ]
+        groups = [("Instances", [(i.public_id, f"{i.name} ({i.public_id})") for i in instances]),
+                  ("Network interfaces", [(p.public_id, _port_label(p)) for p in ports])]
+        self.fields["target"].choices = [(label, options) for label, options in groups if options]
+
+    @property
+    def has_targets(self) -> bool:
+        return bool(self._targets)
 
     def service_arguments(self) -> dict:
         kind, target = self._targets[self.cleaned_data["target"]]
@@ -166,6 +170,7 @@ class NatGatewayCreateForm(NatGatewayForm):
 class PortMappingCreateForm(ServiceForm):
     protocol = forms.ChoiceField(choices=_choices(("tcp", "udp")))
     external_port = forms.IntegerField(label="External port")
-    internal_ip = forms.CharField(label="Internal IP", max_length=45, help_text="An address of one of the VPC's subnets.")
+    internal_ip = forms.CharField(label="Internal IP", max_length=45,
+                                  help_text="An address of one of the VPC's subnets.")
     internal_port = forms.IntegerField(label="Internal port")
     description = forms.CharField(max_length=255, required=False)
