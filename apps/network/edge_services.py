@@ -23,6 +23,7 @@ from apps.network.models import VPC, ElasticIP, ExternalNetwork, LoadBalancer, N
 from apps.network.services import (
     _address,
     _backend,
+    _is_int,
     _listing,
     _locked,
     _network,
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 # What compute's instance deletion calls (part of that audited action), the spec builder and
 # the router rewrite shared by the services here.
-UNAUDITED = ("external_network_spec", "unbind_deleted_ports", "apply_router")
+UNAUDITED = ("external_network_spec", "unbind_deleted_ports", "apply_router", "vpc_of")
 
 MAX_BANDWIDTH_MBPS = 10000
 
@@ -176,7 +177,7 @@ def _free_address(network: ExternalNetwork) -> str:
 # --- elastic IPs ----------------------------------------------------------------------------
 
 def _check_bandwidth(mbps: int) -> int:
-    if not isinstance(mbps, int) or not 1 <= mbps <= MAX_BANDWIDTH_MBPS:
+    if not _is_int(mbps) or not 1 <= mbps <= MAX_BANDWIDTH_MBPS:
         raise ValidationFailed(f"Bandwidth is 1 to {MAX_BANDWIDTH_MBPS} Mbit/s.",
                                fields={"bandwidth_mbps": [f"1 to {MAX_BANDWIDTH_MBPS}."]})
     return mbps
@@ -236,14 +237,17 @@ def update_eip(actor: Actor, *, eip: ElasticIP, name: str | None = None, descrip
     if bandwidth_mbps is not None:
         eip.bandwidth_mbps = _check_bandwidth(bandwidth_mbps)
     eip.save()
-    vpc = _vpc_of(eip)
+    vpc = vpc_of(eip)
     if vpc is not None:
         apply_router(vpc)
     publish_network(eip, "updated")
     return eip
 
 
-def _vpc_of(eip: ElasticIP) -> VPC | None:
+def vpc_of(eip: ElasticIP) -> VPC | None:
+    """The VPC the EIP reaches into, if bound (a released one reaches none)."""
+    if eip.pk is None:
+        return None
     if eip.port_id:
         return eip.port.subnet.vpc
     if eip.load_balancer_id:
@@ -284,6 +288,8 @@ def _open_gateway(vpc: VPC, network: ExternalNetwork) -> VPC:
 
 
 def _close_gateway_if_unused(vpc: VPC) -> None:
+    # Under the VPC's lock, which a bind takes too (_open_gateway): never closed under one.
+    vpc = _locked(VPC.objects, vpc.pk)
     if (ElasticIP.objects.filter(port__subnet__vpc=vpc).exists()
             or ElasticIP.objects.filter(load_balancer__subnet__vpc=vpc).exists()
             or NatGateway.objects.filter(vpc=vpc).exists()):
@@ -461,7 +467,7 @@ def delete_nat_gateway(actor: Actor, *, nat: NatGateway) -> NatGateway:
 
 
 def _check_port(value, field: str) -> int:
-    if not isinstance(value, int) or not 1 <= value <= 65535:
+    if not _is_int(value) or not 1 <= value <= 65535:
         raise ValidationFailed("Ports are 1 to 65535.", fields={field: ["1 to 65535."]})
     return value
 
@@ -477,7 +483,8 @@ def add_port_mapping(actor: Actor, *, nat: NatGateway, protocol: str, external_p
     external_port, internal_port = _check_port(external_port, "external_port"), _check_port(internal_port,
                                                                                             "internal_port")
     address = _address(internal_ip, "internal_ip")
-    if not any(address in s.network for s in nat.vpc.subnets.all()):
+    usable = [s.network for s in nat.vpc.subnets.all()]
+    if not any(address in n and address not in (n.network_address, n.broadcast_address) for n in usable):
         raise ValidationFailed(f"{address} is in none of VPC {nat.vpc.public_id}'s subnets.",
                                fields={"internal_ip": ["An address of one of the VPC's subnets."]})
     same = nat.port_mappings.filter(protocol=protocol, external_port=external_port).first()

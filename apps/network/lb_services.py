@@ -18,7 +18,7 @@ from apps.core.validation import clean_name
 from apps.network.backends import get_network_driver
 from apps.network.drivers import base as driver
 from apps.network.models import IPAllocation, Listener, LoadBalancer, Member, Port, Subnet
-from apps.network.services import _address, _backend, _locked, allocate_address, publish_network
+from apps.network.services import _address, _backend, _is_int, _locked, allocate_address, publish_network
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
@@ -139,7 +139,7 @@ def delete_load_balancer(actor: Actor, *, load_balancer: LoadBalancer) -> LoadBa
 # --- listeners ------------------------------------------------------------------------------
 
 def _check_port(value, field: str) -> int:
-    if not isinstance(value, int) or not 1 <= value <= 65535:
+    if not _is_int(value) or not 1 <= value <= 65535:
         raise ValidationFailed("Ports are 1 to 65535.", fields={field: ["1 to 65535."]})
     return value
 
@@ -150,7 +150,7 @@ def _check_health(values: dict) -> dict:
         if value is None:
             continue
         low, high = HEALTH_LIMITS[field]
-        if not isinstance(value, int) or not low <= value <= high:
+        if not _is_int(value) or not low <= value <= high:
             raise ValidationFailed(f"{field} is {low} to {high}.", fields={field: [f"{low} to {high}."]})
         checked[field] = value
     return checked
@@ -224,7 +224,7 @@ def delete_listener(actor: Actor, *, listener: Listener) -> Listener:
 # --- members --------------------------------------------------------------------------------
 
 def _check_weight(weight) -> int:
-    if not isinstance(weight, int) or not 0 <= weight <= 100:
+    if not _is_int(weight) or not 0 <= weight <= 100:
         raise ValidationFailed("Weight is 0 (out of rotation) to 100.", fields={"weight": ["0 to 100."]})
     return weight
 

@@ -63,8 +63,12 @@ ORPHAN_GRACE = timedelta(minutes=5)
 def publish_network(obj, action: str) -> None:
     """Tell the tenant's pages; `vpc` lets a VPC's page skip the others' changes."""
     vpc = obj if isinstance(obj, VPC) else getattr(obj, "vpc", None)
-    if vpc is None and isinstance(obj, (Port, IPAllocation)):
+    if vpc is None and hasattr(obj, "subnet_id"):
         vpc = obj.subnet.vpc
+    if vpc is None and obj._meta.model_name == "elasticip":
+        from apps.network.edge_services import vpc_of
+
+        vpc = vpc_of(obj)
     events.publish(obj.tenant_id, {"type": "network", "kind": obj._meta.model_name, "id": obj.public_id,
                                    "vpc": vpc.public_id if vpc else None, "action": action})
 
@@ -177,6 +181,11 @@ def _address(value: str, field: str):
 
 def _unusable(network) -> bool:
     return network.is_multicast or network.is_loopback or network.is_link_local or network.is_reserved
+
+
+def _is_int(value) -> bool:
+    """JSON numbers only: true and false are not ports or sizes."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _random_mac() -> str:
@@ -331,7 +340,7 @@ def _check_routes(routes: list | None, network) -> list[dict]:
 
 def _check_mtu(mtu: int) -> int:
     low, high = MTU_RANGE
-    if not isinstance(mtu, int) or not low <= mtu <= high:
+    if not _is_int(mtu) or not low <= mtu <= high:
         raise ValidationFailed(f"The MTU is {low} to {high}.", fields={"mtu": [f"{low} to {high}."]})
     return mtu
 
@@ -581,14 +590,14 @@ def _check_rule(group: SecurityGroup, *, direction: str, ethertype: str, protoco
             low, high = (low, low) if high is None else (high, high)
         if low is not None:
             for field, value in (("port_range_min", low), ("port_range_max", high)):
-                if not isinstance(value, int) or not 1 <= value <= 65535:
+                if not _is_int(value) or not 1 <= value <= 65535:
                     raise ValidationFailed("Ports are 1 to 65535.", fields={field: ["1 to 65535."]})
             if low > high:
                 raise ValidationFailed(f"The port range {low}-{high} is reversed.",
                                        fields={"port_range_max": [f"At least {low}."]})
     elif protocol == R.ICMP:
         for field, value in (("port_range_min", low), ("port_range_max", high)):
-            if value is not None and (not isinstance(value, int) or not 0 <= value <= 255):
+            if value is not None and (not _is_int(value) or not 0 <= value <= 255):
                 raise ValidationFailed("ICMP type and code are 0 to 255.", fields={field: ["0 to 255."]})
         if high is not None and low is None:
             raise ValidationFailed("An ICMP code needs a type.", fields={"port_range_min": ["The ICMP type."]})

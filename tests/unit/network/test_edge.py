@@ -205,3 +205,16 @@ def test_moving_the_gateway_chassis_moves_every_vpcs_gateway(owner, net, operato
     edge.bind_eip(owner, eip=edge.allocate_eip(owner), port=services.create_port(owner, subnet=web))
     edge.update_external_network(operator, network=make_external_network(), gateway_chassis=["gw-2", "gw-3"])
     assert router(fake_network, VPC.objects.get(pk=vpc.pk)).gateway.chassis == ("gw-2", "gw-3")
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"protocol": "tcp", "external_port": True, "internal_ip": "10.8.1.5", "internal_port": 80}, "external_port"),
+    ({"protocol": "tcp", "external_port": 80, "internal_ip": "10.8.1.0", "internal_port": 80}, "internal_ip"),
+    ({"protocol": "tcp", "external_port": 80, "internal_ip": "10.8.1.255", "internal_port": 80}, "internal_ip"),
+])
+def test_booleans_and_reserved_addresses_are_not_mappings(body, field, owner, net):
+    vpc, _, _ = net
+    nat = edge.create_nat_gateway(owner, vpc=vpc, eip=edge.allocate_eip(owner), name="egress")
+    with pytest.raises(ValidationFailed) as caught:
+        edge.add_port_mapping(owner, nat=nat, **body)
+    assert field in caught.value.fields and not nat.port_mappings.exists()
