@@ -1,6 +1,7 @@
 """Back office: external networks (operators add and change them here, through edge_services),
 and every tenant's VPCs, subnets, network interfaces, security groups (with their rules),
-elastic IPs and NAT gateways (with their port mappings), read-only. Tenants change those
+elastic IPs, NAT gateways (with their port mappings), load balancers (with their listeners and
+members) and HA VIPs, read-only. Tenants change those
 through the console and the API (the services); the scheduled reconcile keeps OVN in line
 with these rows."""
 
@@ -17,6 +18,9 @@ from apps.network.models import (
     VPC,
     ElasticIP,
     ExternalNetwork,
+    HaVip,
+    Listener,
+    LoadBalancer,
     NatGateway,
     Port,
     PortMapping,
@@ -208,12 +212,14 @@ class ElasticIPAdmin(ReadOnlyAdmin):
                     "created_at"]
     list_filter = ["external_network"]
     search_fields = ["public_id", "address", "name", "tenant__name", "port__public_id"]
-    list_select_related = ["tenant", "external_network", "port", "nat_gateway"]
+    list_select_related = ["tenant", "external_network", "port", "load_balancer", "nat_gateway"]
 
     @admin.display(description="bound to")
     def bound_to(self, eip):
         if eip.port_id:
             return f"port {eip.port.public_id}"
+        if eip.load_balancer_id:
+            return f"load balancer {eip.load_balancer.public_id}"
         nat = getattr(eip, "nat_gateway", None)
         return f"NAT gateway {nat.public_id}" if nat else "—"
 
@@ -236,3 +242,61 @@ class NatGatewayAdmin(ReadOnlyAdmin):
     @admin.display(description="subnets")
     def subnet_list(self, nat):
         return ", ".join(s.cidr for s in nat.subnets.all()) or "the whole VPC"
+
+
+# --- load balancers and HA VIPs ---------------------------------------------------------------
+
+class ListenerInline(ReadOnlyInline):
+    model = Listener
+    fields = ["public_id", "name", "protocol", "port", "algorithm", "health_check", "health_interval",
+              "health_timeout", "health_success", "health_failure", "member_list", "created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("members__instance")
+
+    @admin.display(description="members (address:port ×weight)")
+    def member_list(self, listener):
+        return ", ".join(f"{m.address}:{m.port} ×{m.weight}{f' ({m.instance.public_id})' if m.instance else ''}"
+                         for m in listener.members.all()) or "—"
+
+
+@admin.register(LoadBalancer)
+class LoadBalancerAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "name", "tenant", "subnet", "vip", "eip_address", "listener_count", "created_at"]
+    search_fields = ["public_id", "name", "allocation__address", "subnet__public_id", "tenant__name"]
+    list_select_related = ["tenant", "subnet", "allocation", "eip"]
+    inlines = [ListenerInline]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(listener_total=Count("listeners"))
+
+    @admin.display(description="VIP", ordering="allocation__address")
+    def vip(self, balancer):
+        return balancer.vip
+
+    @admin.display(description="EIP")
+    def eip_address(self, balancer):
+        eip = getattr(balancer, "eip", None)
+        return eip.address if eip else "—"
+
+    @admin.display(description="listeners", ordering="listener_total")
+    def listener_count(self, balancer):
+        return balancer.listener_total
+
+
+@admin.register(HaVip)
+class HaVipAdmin(ReadOnlyAdmin):
+    list_display = ["public_id", "name", "tenant", "subnet", "address", "port_list", "created_at"]
+    search_fields = ["public_id", "name", "allocation__address", "subnet__public_id", "tenant__name"]
+    list_select_related = ["tenant", "subnet", "allocation"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("ports")
+
+    @admin.display(description="address", ordering="allocation__address")
+    def address(self, havip):
+        return havip.address
+
+    @admin.display(description="network interfaces")
+    def port_list(self, havip):
+        return ", ".join(p.public_id for p in havip.ports.all()) or "—"

@@ -25,6 +25,8 @@ class NetworkConfig(AppConfig):
         register_nav("network", "Security groups", "security-group-list", area="network")
         register_nav("network", "Elastic IPs", "eip-list", area="network")
         register_nav("network", "NAT gateways", "nat-gateway-list", area="network")
+        register_nav("network", "Load balancers", "load-balancer-list", area="network")
+        register_nav("network", "HA VIPs", "havip-list", area="network")
 
         from apps.compute.signals import instance_deleted
         from apps.network.services import release_ports

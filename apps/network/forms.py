@@ -3,6 +3,7 @@ ranges and references (their field errors land on these fields, which carry the 
 
 from django import forms
 
+from apps.network.models import Listener
 from apps.network.models import SecurityGroupRule as Rule
 
 
@@ -117,15 +118,18 @@ class EipAllocateForm(forms.Form):
 
 
 class EipBindForm(forms.Form):
-    """One choice: an instance (its primary interface) or a network interface."""
+    """One choice: an instance (its primary interface), a network interface or a load balancer."""
 
     target = forms.ChoiceField(label="Bind to")
 
-    def __init__(self, *args, instances, ports, **kwargs):
+    def __init__(self, *args, instances, ports, load_balancers, **kwargs):
         super().__init__(*args, **kwargs)
-        self._targets = {i.public_id: ("instance", i) for i in instances} | {p.public_id: ("port", p) for p in ports}
+        self._targets = ({i.public_id: ("instance", i) for i in instances} | {p.public_id: ("port", p) for p in ports}
+                         | {b.public_id: ("load_balancer", b) for b in load_balancers})
         groups = [("Instances", [(i.public_id, f"{i.name} ({i.public_id})") for i in instances]),
-                  ("Network interfaces", [(p.public_id, _port_label(p)) for p in ports])]
+                  ("Network interfaces", [(p.public_id, _port_label(p)) for p in ports]),
+                  ("Load balancers", [(b.public_id, f"{b.name} VIP {b.vip} ({b.subnet.vpc.name})")
+                                      for b in load_balancers])]
         self.fields["target"].choices = [(label, options) for label, options in groups if options]
 
     @property
@@ -174,3 +178,85 @@ class PortMappingCreateForm(ServiceForm):
                                   help_text="An address of one of the VPC's subnets.")
     internal_port = forms.IntegerField(label="Internal port")
     description = forms.CharField(max_length=255, required=False)
+
+
+# --- load balancers and HA VIPs ---------------------------------------------------------------
+
+class SubnetAddressForm(ServiceForm):
+    """Something with an address of a subnet: a load balancer (its VIP), an HA VIP."""
+
+    subnet = forms.ModelChoiceField(queryset=None, to_field_name="public_id", empty_label=None)
+    name = forms.CharField(max_length=128)
+    ip_address = forms.CharField(label="Address", max_length=45, required=False,
+                                 help_text="Empty: the lowest free address.")
+    description = forms.CharField(max_length=255, required=False)
+
+    def __init__(self, *args, subnets, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["subnet"].queryset = subnets
+        self.fields["subnet"].label_from_instance = lambda s: f"{s.vpc.name} / {s.name} ({s.cidr})"
+
+    def service_arguments(self) -> dict:
+        return {**self.cleaned_data, "ip_address": self.cleaned_data["ip_address"] or None}
+
+
+class ListenerForm(ServiceForm):
+    """Change a listener: how it spreads connections, and its health check."""
+
+    algorithm = forms.ChoiceField(choices=[(Listener.HASH, "hash: each connection to any member"),
+                                           (Listener.SOURCE_IP, "source IP: a client sticks to one member")])
+    health_check = forms.BooleanField(label="Health check", required=False, initial=True)
+    health_interval = forms.IntegerField(label="Probe every (s)", required=False, help_text="1 to 300.")
+    health_timeout = forms.IntegerField(label="Timeout (s)", required=False, help_text="1 to 60.")
+    health_success = forms.IntegerField(label="Up after (probes)", required=False, help_text="1 to 10.")
+    health_failure = forms.IntegerField(label="Down after (probes)", required=False, help_text="1 to 10.")
+
+
+class ListenerCreateForm(ListenerForm):
+    protocol = forms.ChoiceField(choices=_choices(("tcp", "udp")))
+    port = forms.IntegerField()
+    name = forms.CharField(max_length=128, required=False)
+    field_order = ["protocol", "port", "name", "algorithm", "health_check"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field, default in (("health_interval", 5), ("health_timeout", 3), ("health_success", 2),
+                               ("health_failure", 3)):
+            self.fields[field].help_text += f" Empty: {default}."
+
+
+class MemberCreateForm(forms.Form):
+    instance = forms.ModelChoiceField(queryset=None, to_field_name="public_id", required=False,
+                                      empty_label="— an address instead —",
+                                      help_text="Its interface in the load balancer's VPC.")
+    address = forms.CharField(max_length=45, required=False, help_text="An IPv4 address of the VPC, with no instance.")
+    port = forms.IntegerField()
+    weight = forms.IntegerField(initial=1, help_text="0 takes it out of the rotation.")
+
+    def __init__(self, *args, instances, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["instance"].queryset = instances
+        self.fields["instance"].label_from_instance = lambda i: f"{i.name} ({i.public_id})"
+
+    def service_arguments(self) -> dict:
+        return {**self.cleaned_data, "address": self.cleaned_data["address"] or None}
+
+
+class MemberWeightForm(ServiceForm):
+    weight = forms.IntegerField(widget=forms.NumberInput(attrs={
+        "class": "input is-small", "style": "width: 5em", "aria-label": "Weight"}))
+
+
+class HaVipPortsForm(ServiceForm):
+    """The network interfaces that may take the address over (the service keeps them to its subnet)."""
+
+    ports = forms.MultipleChoiceField(label="Network interfaces", required=False,
+                                      help_text="Of the HA VIP's subnet.")
+
+    def __init__(self, *args, ports, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["ports"].choices = [(p.public_id, _port_label(p)) for p in ports]
+
+
+class HaVipCreateForm(SubnetAddressForm, HaVipPortsForm):
+    field_order = ["subnet", "name", "ip_address", "ports", "description"]

@@ -264,14 +264,14 @@ def add_member(actor: Actor, *, listener: Listener, port: int, instance=None, ad
     permissions.require(actor, listener.load_balancer, "change")
     listener = _locked(Listener.objects.select_related("load_balancer__subnet__vpc"), listener.pk)
     member_address, member_port = _member_address(listener, instance, address)
-    port = _check_port(port, "port")
+    port, weight = _check_port(port, "port"), _check_weight(weight)
     if listener.members.filter(address=member_address, port=port).exists():
         raise Conflict(f"{member_address}:{port} is a member of {listener.public_id} already.",
                        code="duplicate_member")
     if member_port is not None:
         _ensure_service_address(member_port.subnet_id)
     member = Member.objects.create(listener=listener, address=member_address, port=port,
-                                   weight=_check_weight(weight), instance=instance)
+                                   weight=weight, instance=instance)
     _write(listener)
     return member
 

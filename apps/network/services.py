@@ -463,6 +463,16 @@ def delete_subnet(actor: Actor, *, subnet: Subnet) -> Subnet:
 
 # --- IPAM ---------------------------------------------------------------------------------
 
+def _holder(allocation: IPAllocation) -> str:
+    """Who uses an address, in words for a refusal."""
+    if allocation.port_id:
+        return allocation.port.public_id
+    if allocation.purpose == IPAllocation.VIP:
+        owner = getattr(allocation, "havip", None) or getattr(allocation, "load_balancer", None)
+        return owner.public_id if owner else "a virtual address"
+    return "the load balancers' health checks" if allocation.purpose == IPAllocation.SERVICE else "the gateway"
+
+
 def allocate_address(subnet: Subnet, port: Port | None, *, version: int = 4, requested: str | None = None,
                      field: str = "ip_address", purpose: str = IPAllocation.PORT) -> IPAllocation:
     """An address of the subnet for the port: the one asked for, or the lowest free one. The
@@ -478,8 +488,7 @@ def allocate_address(subnet: Subnet, port: Port | None, *, version: int = 4, req
                                    fields={field: ["Reserved address."]})
         taken = IPAllocation.objects.filter(subnet=subnet, address=str(address)).select_related("port").first()
         if taken:
-            holder = taken.port.public_id if taken.port_id else (
-                "an HA VIP" if taken.purpose == IPAllocation.VIP else "the gateway")
+            holder = _holder(taken)
             raise Conflict(f"{address} is taken by {holder}.", code="address_in_use",
                            fields={field: [f"Taken by {holder}."]})
     else:

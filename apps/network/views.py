@@ -1,8 +1,10 @@
 """Console pages for virtual networks: VPCs (list, create; detail with its subnets, ports,
-security groups, way out and a topology picture), security groups (list, create; detail with
-the rules), elastic IPs (list with allocate, bind, unbind, bandwidth, release) and NAT gateways
-(list, create; detail with the port mappings). Changes go through apps.network.services and
-edge_services; the pages re-render with the field errors of a refused form, and show other
+security groups, way out, load balancers, HA VIPs and a topology picture), security groups
+(list, create; detail with the rules), elastic IPs (list with allocate, bind, unbind, bandwidth,
+release), NAT gateways (list, create; detail with the port mappings), load balancers (list,
+create; detail with the listeners, their members and the members' health) and HA VIPs (list
+with create, ports, delete). Changes go through apps.network.services, edge_services and
+lb_services; the pages re-render with the field errors of a refused form, and show other
 refusals (409s) as messages."""
 
 from django.shortcuts import redirect
@@ -11,8 +13,8 @@ from apps.compute.selectors import list_instances
 from apps.core.exceptions import NotFound
 from apps.core.validation import lookup
 from apps.core.views import ConsoleView, error_status
-from apps.network import edge_services, forms, selectors, services
-from apps.network.models import VPC, ElasticIP, ExternalNetwork, NatGateway, SecurityGroup
+from apps.network import edge_services, forms, lb_services, selectors, services
+from apps.network.models import VPC, ElasticIP, ExternalNetwork, HaVip, LoadBalancer, Member, NatGateway, SecurityGroup
 from apps.network.topology import topology
 
 
@@ -53,10 +55,14 @@ class _FormsPage(ConsoleView):
 
 
 class _ListPage(_FormsPage):
-    """A list (its rows alone for htmx) with a create form that posts to it."""
+    """A list (its rows alone for htmx) with a create form that posts to it; without a detail
+    page, a done form goes back to the list (`list_url`)."""
 
-    rows_template = ""
+    rows_template = list_url = ""
     created = ""  # the create form's success message
+
+    def done(self, obj, result):
+        return super().done(obj, result) if self.detail_url else redirect(self.list_url)
 
     def rows(self):
         raise NotImplementedError
@@ -81,6 +87,16 @@ class _ListPage(_FormsPage):
         return self.render({"page": self.paginate(self.rows()), "form": self.create_form(),
                             "can_create": self.actor.allows("network", "create"), **self.extra(), **bound},
                            status=status, template=self.rows_template if _is_live(self.request) else None)
+
+
+class _RowForms:
+    """The forms of a list's rows (mixed in before the list's view): a refused one shows the
+    list again with why, above it."""
+
+    http_method_names = ["post"]
+
+    def page(self, obj, *, status: int = 200, **bound):
+        return super().page(obj, status=status, row=obj, **bound)
 
 
 class VpcListView(_ListPage):
@@ -119,8 +135,11 @@ class VpcDetailView(_FormsPage):
         ports = list(selectors.list_ports(self.actor).filter(subnet__vpc=vpc).select_related("eip")
                      .order_by("subnet__cidr", "id"))
         nat_gateways = list(selectors.list_nat_gateways(self.actor).filter(vpc=vpc).order_by("name", "id"))
+        balancers = list(selectors.list_load_balancers(self.actor).filter(subnet__vpc=vpc).order_by("name", "id"))
+        havips = list(selectors.list_havips(self.actor).filter(subnet__vpc=vpc).order_by("name", "id"))
         context = {"vpc": vpc, "subnets": subnets, "ports": ports, "groups": self._groups(vpc),
-                   "nat_gateways": nat_gateways, "topology": topology(vpc, subnets, ports)}
+                   "nat_gateways": nat_gateways, "load_balancers": balancers, "havips": havips,
+                   "topology": topology(vpc, subnets, ports, balancers, havips)}
         if _is_live(self.request):
             return self.render(context, template="network/_vpc_live.html")
         return self.render({
@@ -234,7 +253,9 @@ class SecurityGroupActionView(SecurityGroupDetailView):
 
 
 class _RowActionView(ConsoleView):
-    """A row of a detail page's table (a group's rule, a NAT gateway's port mapping): delete."""
+    """A row of a detail page's table (a group's rule, a NAT gateway's port mapping, a load
+    balancer's listener or member): delete, or the row's own forms (`act()`, with the detail
+    page's view mixed in after this one to show a refused form again)."""
 
     http_method_names = ["post"]
     parent = None  # staticmethod(actor, public_id) -> the detail page's object
@@ -242,14 +263,22 @@ class _RowActionView(ConsoleView):
     delete_service = None  # staticmethod
     detail_url = deleted = ""
 
+    def row_set(self, parent):
+        return getattr(parent, self.rows).all()
+
+    def act(self, parent, row, action: str):
+        """The response to one of the row's forms; None: back to the detail page."""
+        return None
+
     def post(self, request, public_id, row_id, action):
         parent = self.parent(self.actor, public_id)
-        row = getattr(parent, self.rows).filter(public_id=row_id).first()
+        row = self.row_set(parent).filter(public_id=row_id).first()
         if row is None:
             raise NotFound(f"No {self.label} {row_id} in {parent.public_id}.")
         if action == "delete":
             self.call(None, self.delete_service, success=self.deleted, **{self.argument: row})
-        return redirect(self.detail_url, public_id=public_id)
+            return redirect(self.detail_url, public_id=public_id)
+        return self.act(parent, row, action) or redirect(self.detail_url, public_id=public_id)
 
 
 class SecurityGroupRuleActionView(_RowActionView):
@@ -271,34 +300,30 @@ class EipListView(_ListPage):
 
     template_name = "network/eip_list.html"
     rows_template = "network/_eip_rows.html"
+    list_url = "eip-list"
     created = "Elastic IP allocated."
     create = staticmethod(edge_services.allocate_eip)
 
     def rows(self):
-        return selectors.list_eips(self.actor)
+        return selectors.list_eips(self.actor).select_related("load_balancer")
 
     def create_form(self, data=None):
         networks = ExternalNetwork.objects.filter(enabled=True).select_related("region")
         return forms.EipAllocateForm(data, networks=networks)
 
     def bind_form(self, data=None):
-        """The instances whose primary interface has no EIP yet, and the interfaces without one."""
+        """The instances whose primary interface has no EIP yet, and the interfaces and load
+        balancers without one."""
         instances = list_instances(self.actor).filter(ports__device_index=0, ports__eip__isnull=True).order_by("name")
         ports = selectors.list_ports(self.actor).filter(eip__isnull=True).order_by("subnet__vpc__name", "id")
-        return forms.EipBindForm(data, instances=instances, ports=ports, auto_id=False)
+        balancers = selectors.list_load_balancers(self.actor).filter(eip__isnull=True).order_by("name", "id")
+        return forms.EipBindForm(data, instances=instances, ports=ports, load_balancers=balancers, auto_id=False)
 
     def extra(self) -> dict:
         return {"bind_form": self.bind_form()}
 
-    def done(self, obj, result):
-        return redirect("eip-list")
 
-
-class EipActionView(EipListView):
-    """The rows' forms; a refused one shows the list again with why, above it."""
-
-    http_method_names = ["post"]
-
+class EipActionView(_RowForms, EipListView):
     def post(self, request, public_id, action):
         eip = _get_eip(self.actor, public_id)
         if action == "bind":
@@ -312,9 +337,6 @@ class EipActionView(EipListView):
         elif action == "release":
             self.call(None, edge_services.release_eip, eip=eip, success=f"EIP {eip.address} released.")
         return redirect("eip-list")
-
-    def page(self, obj, *, status: int = 200, **bound):
-        return super().page(obj, status=status, row=obj, **bound)
 
 
 # --- NAT gateways -----------------------------------------------------------------------------
@@ -387,3 +409,187 @@ class PortMappingActionView(_RowActionView):
     rows, argument, label = "port_mappings", "mapping", "port mapping"
     delete_service = staticmethod(edge_services.delete_port_mapping)
     detail_url, deleted = "nat-gateway-detail", "Port mapping deleted."
+
+
+
+# --- load balancers ---------------------------------------------------------------------------
+
+def _get_lb(actor, public_id: str) -> LoadBalancer:
+    return lookup(actor, selectors.list_load_balancers(actor), public_id, field="load_balancer",
+                  label="load balancer")
+
+
+def _listeners(balancer: LoadBalancer) -> list:
+    """The listeners, each with its members' rows: the member and its health."""
+    listeners = list(balancer.listeners.all())
+    for listener in listeners:
+        health = lb_services.member_health(listener)
+        listener.rows = [{"member": m, "health": health[m.pk]} for m in listener.members.all()]
+    return listeners
+
+
+class LoadBalancerListView(_ListPage):
+    template_name = "network/load_balancer_list.html"
+    rows_template = "network/_load_balancer_rows.html"
+    detail_url = "load-balancer-detail"
+    created = "Load balancer created."
+    create = staticmethod(lb_services.create_load_balancer)
+
+    def rows(self):
+        return selectors.list_load_balancers(self.actor)
+
+    def create_form(self, data=None):
+        return forms.SubnetAddressForm(data, subnets=selectors.list_subnets(self.actor).order_by("vpc__name", "cidr"),
+                                       initial={"subnet": self.request.GET.get("subnet")})
+
+
+class LoadBalancerDetailView(_FormsPage):
+    """Facts, the listeners with their members (each with its own forms) and the add-listener
+    form. The listeners re-render on the load balancer's events; the members' health, which the
+    SDN's checks change without any event, is polled (LoadBalancerHealthView)."""
+
+    template_name = "network/load_balancer_detail.html"
+    detail_url = "load-balancer-detail"
+
+    def get(self, request, public_id):
+        return self.page(_get_lb(self.actor, public_id))
+
+    def _member_form(self, balancer: LoadBalancer, listener, data=None):
+        """Instances to choose from: the tenant's with an interface in the load balancer's VPC."""
+        instances = list_instances(self.actor).filter(ports__subnet__vpc=balancer.subnet.vpc_id).distinct()
+        return forms.MemberCreateForm(data, instances=instances.order_by("name"), auto_id=f"{listener.public_id}-%s")
+
+    def _listener_form(self, listener, data=None):
+        fields = ("algorithm", "health_check", "health_interval", "health_timeout", "health_success",
+                  "health_failure")
+        return forms.ListenerForm(data, initial={f: getattr(listener, f) for f in fields},
+                                  auto_id=f"{listener.public_id}-%s")
+
+    def page(self, balancer: LoadBalancer, *, status: int = 200, **bound):
+        """`bound`: forms that failed, by name; a listener's and a member's carry its id."""
+        listeners = _listeners(balancer)
+        for listener in listeners:
+            listener.edit_form = bound.get(f"edit_{listener.pk}") or self._listener_form(listener)
+            listener.member_form = bound.get(f"member_{listener.pk}") or self._member_form(balancer, listener)
+            for row in listener.rows:
+                member = row["member"]
+                row["weight_form"] = bound.get(f"weight_{member.pk}") or forms.MemberWeightForm(
+                    initial={"weight": member.weight}, auto_id=False)
+        context = {"balancer": balancer, "listeners": listeners, "polled": any(lsn.rows for lsn in listeners)}
+        if _is_live(self.request):
+            return self.render(context, template="network/_listeners.html")
+        return self.render({
+            **context,
+            "update_form": forms.DescribedForm(initial={"name": balancer.name, "description": balancer.description}),
+            "listener_form": forms.ListenerCreateForm(),
+            **bound,
+        }, status=status)
+
+
+class LoadBalancerHealthView(ConsoleView):
+    """The members' health tags, swapped into the detail page out of band: what its polling gets."""
+
+    template_name = "network/_member_health.html"
+
+    def get(self, request, public_id):
+        return self.render({"listeners": _listeners(_get_lb(self.actor, public_id))})
+
+
+class LoadBalancerActionView(LoadBalancerDetailView):
+    """The detail page's forms: rename, add a listener, delete (not while an EIP is bound)."""
+
+    http_method_names = ["post"]
+
+    def post(self, request, public_id, action):
+        balancer = _get_lb(self.actor, public_id)
+        if action == "update":
+            return self.submit(balancer, "update_form", forms.DescribedForm(request.POST),
+                               lb_services.update_load_balancer, load_balancer=balancer, success="Load balancer saved.")
+        if action == "add-listener":
+            return self.submit(balancer, "listener_form", forms.ListenerCreateForm(request.POST),
+                               lb_services.add_listener, load_balancer=balancer, success="Listener added.")
+        if action == "delete":
+            ok, _ = self.call(None, lb_services.delete_load_balancer, load_balancer=balancer,
+                              success=f"Load balancer {balancer.name} deleted.")
+            if ok:
+                return redirect("load-balancer-list")
+        return redirect("load-balancer-detail", public_id=public_id)
+
+
+class ListenerActionView(_RowActionView, LoadBalancerDetailView):
+    """A listener's forms: change it, add a member; and delete it."""
+
+    parent = staticmethod(_get_lb)
+    rows, argument, label = "listeners", "listener", "listener"
+    delete_service = staticmethod(lb_services.delete_listener)
+    detail_url, deleted = "load-balancer-detail", "Listener deleted."
+
+    def act(self, balancer, listener, action: str):
+        if action == "update":
+            return self.submit(balancer, f"edit_{listener.pk}", self._listener_form(listener, self.request.POST),
+                               lb_services.update_listener, listener=listener, success="Listener saved.")
+        if action == "add-member":
+            return self.submit(balancer, f"member_{listener.pk}", self._member_form(balancer, listener,
+                                                                                   self.request.POST),
+                               lb_services.add_member, listener=listener, success="Member added.")
+        return None
+
+
+class MemberActionView(_RowActionView, LoadBalancerDetailView):
+    """A member's forms: change its weight; and remove it."""
+
+    parent = staticmethod(_get_lb)
+    argument, label = "member", "member"
+    delete_service = staticmethod(lb_services.delete_member)
+    detail_url, deleted = "load-balancer-detail", "Member removed."
+
+    def row_set(self, balancer):
+        return Member.objects.filter(listener__load_balancer=balancer).select_related("listener__load_balancer")
+
+    def act(self, balancer, member, action: str):
+        if action == "update":
+            return self.submit(balancer, f"weight_{member.pk}", forms.MemberWeightForm(self.request.POST),
+                               lb_services.update_member, member=member,
+                               success=f"Member {member.address}:{member.port} saved.")
+        return None
+
+
+# --- HA VIPs ----------------------------------------------------------------------------------
+
+def _get_havip(actor, public_id: str) -> HaVip:
+    return lookup(actor, selectors.list_havips(actor), public_id, field="havip", label="HA VIP")
+
+
+class HaVipListView(_ListPage):
+    """HA VIPs: create one; each row's forms change its network interfaces or delete it."""
+
+    template_name = "network/havip_list.html"
+    rows_template = "network/_havip_rows.html"
+    list_url = "havip-list"
+    created = "HA VIP created."
+    create = staticmethod(services.create_havip)
+
+    def rows(self):
+        return selectors.list_havips(self.actor).select_related("subnet__vpc").prefetch_related("ports__instance")
+
+    def _ports(self):
+        return selectors.list_ports(self.actor).order_by("subnet__vpc__name", "subnet__cidr", "id")
+
+    def create_form(self, data=None):
+        return forms.HaVipCreateForm(data, subnets=selectors.list_subnets(self.actor).order_by("vpc__name", "cidr"),
+                                     ports=self._ports(), initial={"subnet": self.request.GET.get("subnet")})
+
+    def extra(self) -> dict:
+        """The rows' choices: their subnet's network interfaces."""
+        return {"ports": list(self._ports())}
+
+
+class HaVipActionView(_RowForms, HaVipListView):
+    def post(self, request, public_id, action):
+        havip = _get_havip(self.actor, public_id)
+        if action == "update":
+            return self.submit(havip, "row_form", forms.HaVipPortsForm(request.POST, ports=self._ports()),
+                               services.update_havip, havip=havip, success=f"HA VIP {havip.name} saved.")
+        if action == "delete":
+            self.call(None, services.delete_havip, havip=havip, success=f"HA VIP {havip.name} deleted.")
+        return redirect("havip-list")
