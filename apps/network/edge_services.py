@@ -58,31 +58,47 @@ def apply_router(vpc: VPC) -> None:
 
 # --- external networks (operators) ---------------------------------------------------------
 
-def _check_ranges(ranges: list | None, network, gateway) -> list[dict]:
+def _check_ranges(ranges: list | None, network, gateway, field: str = "ranges") -> list[dict]:
     checked = []
     for item in ranges or []:
         if not isinstance(item, dict) or set(item) != {"start", "end"}:
-            raise ValidationFailed("A range is {start, end}.", fields={"ranges": ["Each range needs start and end."]})
-        start, end = _address(item["start"], "ranges"), _address(item["end"], "ranges")
-        if start not in network or end not in network or start > end:
+            raise ValidationFailed("A range is {start, end}.", fields={field: ["Each range needs start and end."]})
+        start, end = _address(item["start"], field), _address(item["end"], field)
+        if start.version != network.version or start not in network or end not in network or start > end:
             raise ValidationFailed(f"Range {start}-{end} is not an ascending range of {network}.",
-                                   fields={"ranges": [f"Inside {network}, start ≤ end."]})
+                                   fields={field: [f"Inside {network}, start ≤ end."]})
         if start <= gateway <= end or start == network.network_address or end == network.broadcast_address:
             raise ValidationFailed(f"Range {start}-{end} holds the gateway, network or broadcast address.",
-                                   fields={"ranges": ["Leave out the gateway, network and broadcast addresses."]})
+                                   fields={field: ["Leave out the gateway, network and broadcast addresses."]})
         checked.append({"start": str(start), "end": str(end)})
     if not checked:
-        raise ValidationFailed("Give at least one range of addresses to hand out.", fields={"ranges": ["Required."]})
+        raise ValidationFailed("Give at least one range of addresses to hand out.", fields={field: ["Required."]})
     spans = sorted((ipaddress.ip_address(r["start"]), ipaddress.ip_address(r["end"])) for r in checked)
     if any(later[0] <= earlier[1] for earlier, later in zip(spans, spans[1:])):
-        raise ValidationFailed("Ranges overlap.", fields={"ranges": ["Ranges must not overlap."]})
+        raise ValidationFailed("Ranges overlap.", fields={field: ["Ranges must not overlap."]})
     return checked
 
 
+def _check_ipv6(cidr: str, gateway_ip: str | None, ranges: list | None) -> tuple[str, str | None, list]:
+    """An external network's optional IPv6 side: a prefix, its upstream gateway, ranges."""
+    if not cidr:
+        if gateway_ip or ranges:
+            raise ValidationFailed("IPv6 gateway and ranges need an IPv6 prefix.", fields={"ipv6_cidr": ["Required."]})
+        return "", None, []
+    network = _network(cidr, "ipv6_cidr", version=6)
+    if network.prefixlen > 120:
+        raise ValidationFailed("An IPv6 prefix of /120 or larger.", fields={"ipv6_cidr": ["/120 or larger."]})
+    gateway = _address(gateway_ip or "", "ipv6_gateway_ip")
+    if gateway.version != 6 or gateway not in network:
+        raise ValidationFailed(f"Gateway {gateway} is not in {network}.",
+                               fields={"ipv6_gateway_ip": [f"In {network}."]})
+    return str(network), str(gateway), _check_ranges(ranges, network, gateway, "ipv6_ranges")
+
+
 def _in_use(network: ExternalNetwork) -> set[str]:
+    gateways = VPC.objects.filter(external_network=network).values_list("gateway_ip", "gateway_ipv6")
     return (set(ElasticIP.objects.filter(external_network=network).values_list("address", flat=True))
-            | set(VPC.objects.filter(external_network=network).exclude(gateway_ip=None)
-                  .values_list("gateway_ip", flat=True)))
+            | {address for pair in gateways for address in pair if address})
 
 
 def _in_ranges(address: str, ranges: list[dict]) -> bool:
@@ -93,7 +109,11 @@ def _in_ranges(address: str, ranges: list[dict]) -> bool:
 @audited("external_network.create", area="network")
 def create_external_network(actor: Actor, *, name: str, region: Region, cidr: str, gateway_ip: str, ranges: list,
                             physical_network: str = "physnet1", vlan: int | None = None,
-                            gateway_chassis: list[str] | None = None, is_default: bool = False) -> ExternalNetwork:
+                            gateway_chassis: list[str] | None = None, is_default: bool = False,
+                            ipv6_cidr: str = "", ipv6_gateway_ip: str | None = None,
+                            ipv6_ranges: list | None = None) -> ExternalNetwork:
+    """An IPv4 provider network, optionally with IPv6 too (`ipv6_*`: then EIPs may be IPv6
+    and VPCs' gateways get an IPv6 address and default route)."""
     require_operator(actor)
     if ExternalNetwork.objects.filter(name=name).exists():
         raise Conflict(f"An external network named {name} exists.", fields={"name": ["Taken."]})
@@ -104,10 +124,12 @@ def create_external_network(actor: Actor, *, name: str, region: Region, cidr: st
                                fields={"gateway_ip": [f"A host address of {network}."]})
     if vlan is not None and not 1 <= vlan <= 4094:
         raise ValidationFailed("A VLAN id is 1 to 4094.", fields={"vlan": ["1 to 4094, or empty for flat."]})
+    v6_cidr, v6_gateway, v6_ranges = _check_ipv6(ipv6_cidr, ipv6_gateway_ip, ipv6_ranges)
     if is_default:
         ExternalNetwork.objects.filter(region=region).update(is_default=False)
     external = ExternalNetwork.objects.create(
-        name=name, region=region, cidr=str(network), gateway_ip=str(gateway),
+        name=name, region=region, cidr=str(network), gateway_ip=str(gateway), ipv6_cidr=v6_cidr,
+        ipv6_gateway_ip=v6_gateway, ipv6_ranges=v6_ranges,
         ranges=_check_ranges(ranges, network, gateway), physical_network=clean_name(physical_network,
                                                                                      "physical_network"),
         vlan=vlan, gateway_chassis=[clean_name(c, "gateway_chassis") for c in gateway_chassis or []],
@@ -129,7 +151,7 @@ def update_external_network(actor: Actor, *, network: ExternalNetwork, enabled: 
         network.enabled = enabled
     if ranges is not None:
         checked = _check_ranges(ranges, network.network, ipaddress.ip_address(network.gateway_ip))
-        stranded = sorted(a for a in _in_use(network) if not _in_ranges(a, checked))
+        stranded = sorted(a for a in _in_use(network) if ":" not in a and not _in_ranges(a, checked))
         if stranded:
             raise Conflict(f"Addresses in use would fall outside the ranges: {', '.join(stranded[:10])}.",
                            code="in_use", fields={"ranges": ["Keep the addresses in use."]})
@@ -162,16 +184,18 @@ def delete_external_network(actor: Actor, *, network: ExternalNetwork) -> Extern
     return network
 
 
-def _free_address(network: ExternalNetwork) -> str:
-    """The lowest free address of the ranges; the caller holds the network's row lock."""
-    used = _in_use(network) | {network.gateway_ip}
-    for item in network.ranges:
+def _free_address(network: ExternalNetwork, version: int = 4) -> str:
+    """The lowest free address of the ranges of that family; the caller holds the network's
+    row lock."""
+    used = _in_use(network) | {network.gateway_ip, network.ipv6_gateway_ip}
+    for item in network.ranges if version == 4 else network.ipv6_ranges:
         start, end = int(ipaddress.ip_address(item["start"])), int(ipaddress.ip_address(item["end"]))
         for value in range(start, end + 1):
             address = str(ipaddress.ip_address(value))
             if address not in used:
                 return address
-    raise Conflict(f"External network {network.name} has no free address.", code="no_external_address")
+    raise Conflict(f"External network {network.name} has no free IPv{version} address.",
+                   code="no_external_address")
 
 
 # --- elastic IPs ----------------------------------------------------------------------------
@@ -204,8 +228,10 @@ def _external_network(ref: str | None, region: str | None) -> ExternalNetwork:
 
 @audited("eip.allocate", area="network")
 def allocate_eip(actor: Actor, *, name: str = "", external_network: str | None = None, region: str | None = None,
-                 bandwidth_mbps: int = 100, description: str = "", tags: list[str] | None = None) -> ElasticIP:
-    """A public address for the tenant (the lowest free one of the network's ranges)."""
+                 bandwidth_mbps: int = 100, ip_version: int = 4, description: str = "",
+                 tags: list[str] | None = None) -> ElasticIP:
+    """A public address for the tenant: the lowest free one of the network's IPv4 ranges, or
+    of its IPv6 ranges (`ip_version` 6, where the network has IPv6)."""
     from apps.tenants import quotas
     from apps.tenants.services import require_writable_tenant
 
@@ -213,9 +239,13 @@ def allocate_eip(actor: Actor, *, name: str = "", external_network: str | None =
     permissions.require_area(actor, "network", "create")
     network = _locked(ExternalNetwork.objects.select_related("region"),
                       _external_network(external_network, region).pk)
+    if ip_version not in (4, 6) or (ip_version == 6 and not network.ipv6_cidr):
+        raise ValidationFailed(f"External network {network.name} offers IPv4" + (" and IPv6." if network.ipv6_cidr
+                                                                                  else " only."),
+                               fields={"ip_version": ["4" + (" or 6." if network.ipv6_cidr else " here.")]})
     quotas.consume(tenant, region=network.region.code, amounts={"eips": 1})
     eip = ElasticIP.objects.create(tenant=tenant, created_by=actor.user, name=clean_name(name) if name else "",
-                                   external_network=network, address=_free_address(network),
+                                   external_network=network, address=_free_address(network, ip_version),
                                    bandwidth_mbps=_check_bandwidth(bandwidth_mbps), description=description,
                                    tags=_tags(tags))
     publish_network(eip, "created")
@@ -265,6 +295,11 @@ def _bound_to(eip: ElasticIP) -> str:
     return f"NAT gateway {nat.public_id}" if nat else ""
 
 
+def _require_ipv4(eip: ElasticIP, why: str) -> None:
+    if eip.ip_version != 4:
+        raise ValidationFailed(f"{why}: EIP {eip.public_id} is IPv6.", fields={"eip": ["An IPv4 EIP."]})
+
+
 def _require_unbound(eip: ElasticIP) -> None:
     holder = _bound_to(eip)
     if holder:
@@ -280,10 +315,13 @@ def _open_gateway(vpc: VPC, network: ExternalNetwork) -> VPC:
     if vpc.region_id != network.region_id:
         raise Conflict(f"VPC {vpc.public_id} is in region {vpc.region.code}, the EIP in {network.region.code}.",
                        code="other_region")
-    if not vpc.gateway_ip:
+    if not vpc.gateway_ip or (network.ipv6_cidr and not vpc.gateway_ipv6):
         network = _locked(ExternalNetwork.objects, network.pk)
-        vpc.external_network, vpc.gateway_ip, vpc.gateway_mac = network, _free_address(network), _random_mac()
-        vpc.save(update_fields=["external_network", "gateway_ip", "gateway_mac", "updated_at"])
+        if not vpc.gateway_ip:
+            vpc.external_network, vpc.gateway_ip, vpc.gateway_mac = network, _free_address(network), _random_mac()
+        if network.ipv6_cidr and not vpc.gateway_ipv6:
+            vpc.gateway_ipv6 = _free_address(network, 6)
+        vpc.save(update_fields=["external_network", "gateway_ip", "gateway_ipv6", "gateway_mac", "updated_at"])
     return vpc
 
 
@@ -294,7 +332,7 @@ def _close_gateway_if_unused(vpc: VPC) -> None:
             or ElasticIP.objects.filter(load_balancer__subnet__vpc=vpc).exists()
             or NatGateway.objects.filter(vpc=vpc).exists()):
         return
-    VPC.objects.filter(pk=vpc.pk).update(external_network=None, gateway_ip=None, gateway_mac="")
+    VPC.objects.filter(pk=vpc.pk).update(external_network=None, gateway_ip=None, gateway_ipv6=None, gateway_mac="")
 
 
 @audited("eip.bind", area="network")
@@ -320,8 +358,9 @@ def bind_eip(actor: Actor, *, eip: ElasticIP, port: Port | None = None, instance
     taken = ElasticIP.objects.filter(port=port).first()
     if taken:
         raise Conflict(f"Port {port.public_id} has EIP {taken.public_id} already.", code="port_has_eip")
-    if not any(":" not in a.address for a in port.addresses.all()):
-        raise Conflict(f"Port {port.public_id} has no IPv4 address.", code="no_ipv4")
+    if not any((":" in a.address) == (eip.ip_version == 6) for a in port.addresses.all()):
+        raise Conflict(f"Port {port.public_id} has no IPv{eip.ip_version} address for {eip.address}.",
+                       code=f"no_ipv{eip.ip_version}")
     vpc = _open_gateway(port.subnet.vpc, eip.external_network)
     eip.port = port
     eip.save(update_fields=["port", "updated_at"])
@@ -335,6 +374,7 @@ def _bind_to_load_balancer(actor: Actor, eip: ElasticIP, lb: LoadBalancer) -> El
 
     permissions.require(actor, lb, "change")
     eip = _locked(ElasticIP.objects.select_related("external_network"), eip.pk)
+    _require_ipv4(eip, "Load balancers' members are IPv4")
     _require_unbound(eip)
     lb = _locked(LoadBalancer.objects.select_related("subnet__vpc"), lb.pk)
     taken = ElasticIP.objects.filter(load_balancer=lb).first()
@@ -421,6 +461,7 @@ def create_nat_gateway(actor: Actor, *, vpc: VPC, eip: ElasticIP, name: str, sub
     permissions.require(actor, eip, "change")
     chosen = _nat_subnets(vpc, subnets, actor)
     eip = _locked(ElasticIP.objects.select_related("external_network"), eip.pk)
+    _require_ipv4(eip, "NAT gateways translate IPv4")
     _require_unbound(eip)
     vpc = _open_gateway(vpc, eip.external_network)
     quotas.consume(vpc.tenant, region=vpc.region.code, amounts={"nat_gateways": 1})

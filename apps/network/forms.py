@@ -106,11 +106,14 @@ class EipAllocateForm(forms.Form):
     name = forms.CharField(max_length=128, required=False)
     bandwidth_mbps = forms.IntegerField(label="Bandwidth (Mbit/s)", initial=100)
     external_network = forms.ChoiceField(label="External network", required=False)
+    ip_version = forms.TypedChoiceField(label="Address", choices=[(4, "IPv4"), (6, "IPv6")], coerce=int, initial=4,
+                                        required=False, empty_value=4)
 
     def __init__(self, *args, networks, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["external_network"].choices = [("", "the region's default")] + [
-            (n.public_id, f"{n.name} ({n.cidr}, region {n.region.code}{', its default' if n.is_default else ''})")
+            (n.public_id, f"{n.name} ({n.cidr}{' + ' + n.ipv6_cidr if n.ipv6_cidr else ''}, region {n.region.code}"
+                          f"{', its default' if n.is_default else ''})")
             for n in networks]
 
     def service_arguments(self) -> dict:

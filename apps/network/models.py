@@ -34,6 +34,10 @@ class ExternalNetwork(PublicIdModel):
     gateway_ip = models.GenericIPAddressField(protocol="IPv4", help_text="The upstream router on this network")
     # [{"start": "203.0.113.10", "end": "203.0.113.200"}]: addresses the portal may hand out
     ranges = models.JSONField(default=list)
+    # The same for IPv6, when the network has it (empty: IPv4 only).
+    ipv6_cidr = models.CharField(max_length=43, blank=True)
+    ipv6_gateway_ip = models.GenericIPAddressField(protocol="IPv6", null=True, blank=True)
+    ipv6_ranges = models.JSONField(default=list, blank=True)
     physical_network = models.CharField(max_length=64, default="physnet1",
                                         help_text="ovn-bridge-mappings name on the gateway hosts")
     vlan = models.PositiveSmallIntegerField(null=True, blank=True, help_text="802.1Q tag; empty: flat")
@@ -71,6 +75,7 @@ class VPC(TenantOwned):
                                          related_name="vpcs")
     gateway_ip = models.GenericIPAddressField(protocol="IPv4", null=True, blank=True,
                                               help_text="The router's address on the external network")
+    gateway_ipv6 = models.GenericIPAddressField(protocol="IPv6", null=True, blank=True)
     gateway_mac = models.CharField(max_length=17, blank=True)
 
     class Meta(TenantOwned.Meta):
@@ -245,7 +250,7 @@ class ElasticIP(TenantOwned):
     area = "network"
 
     external_network = models.ForeignKey(ExternalNetwork, on_delete=models.PROTECT, related_name="eips")
-    address = models.GenericIPAddressField(protocol="IPv4")
+    address = models.GenericIPAddressField()
     bandwidth_mbps = models.PositiveIntegerField(default=100)
     port = models.OneToOneField(Port, on_delete=models.PROTECT, null=True, blank=True, related_name="eip")
     load_balancer = models.OneToOneField("network.LoadBalancer", on_delete=models.PROTECT, null=True, blank=True,
@@ -255,6 +260,10 @@ class ElasticIP(TenantOwned):
 
     class Meta(TenantOwned.Meta):
         constraints = [models.UniqueConstraint(fields=["external_network", "address"], name="eip_address_unique")]
+
+    @property
+    def ip_version(self) -> int:
+        return 6 if ":" in self.address else 4
 
     @property
     def status(self) -> str:

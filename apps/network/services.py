@@ -108,12 +108,15 @@ def router_spec(vpc: VPC) -> driver.RouterSpec:
     if not vpc.gateway_ip:
         return driver.RouterSpec(name=vpc.public_id, tenant=vpc.tenant.public_id)
     external = vpc.external_network
-    gateway = driver.Gateway(network=external.switch, mac=vpc.gateway_mac,
-                             address=f"{vpc.gateway_ip}/{external.network.prefixlen}", nexthop=external.gateway_ip,
-                             chassis=tuple(external.gateway_chassis))
+    addresses, nexthops = [f"{vpc.gateway_ip}/{external.network.prefixlen}"], [external.gateway_ip]
+    if vpc.gateway_ipv6 and external.ipv6_cidr:
+        addresses.append(f"{vpc.gateway_ipv6}/{ipaddress.ip_network(external.ipv6_cidr).prefixlen}")
+        nexthops.append(external.ipv6_gateway_ip)
+    gateway = driver.Gateway(network=external.switch, mac=vpc.gateway_mac, addresses=tuple(addresses),
+                             nexthops=tuple(nexthops), chassis=tuple(external.gateway_chassis))
     nats, forwards, limits = [], [], []
     for eip in ElasticIP.objects.filter(port__subnet__vpc=vpc).prefetch_related("port__addresses"):
-        private = next(a.address for a in eip.port.addresses.all() if ":" not in a.address)
+        private = next(a.address for a in eip.port.addresses.all() if (":" in a.address) == (eip.ip_version == 6))
         nats.append(driver.Nat(eip.public_id, "dnat_and_snat", eip.address, private))
         limits.append(driver.RateLimit(eip.public_id, eip.address, eip.bandwidth_mbps * 1000))
     for nat in NatGateway.objects.filter(vpc=vpc).select_related("eip").prefetch_related("subnets", "port_mappings"):

@@ -222,15 +222,16 @@ class ExternalNetworkSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ExternalNetwork
-        fields = ["id", "name", "region", "cidr", "gateway_ip", "ranges", "physical_network", "vlan",
-                  "gateway_chassis", "enabled", "is_default"]
+        fields = ["id", "name", "region", "cidr", "gateway_ip", "ranges", "ipv6_cidr", "ipv6_gateway_ip", "ipv6_ranges",
+                  "physical_network", "vlan", "gateway_chassis", "enabled", "is_default"]
         read_only_fields = fields
 
     def to_representation(self, network):
         data = super().to_representation(network)
         actor = self.context.get("actor")
         if actor is None or not actor.is_operator:  # how the platform is wired is the operators' business
-            for private in ("ranges", "physical_network", "vlan", "gateway_chassis", "gateway_ip"):
+            for private in ("ranges", "physical_network", "vlan", "gateway_chassis", "gateway_ip", "ipv6_gateway_ip",
+                            "ipv6_ranges"):
                 data.pop(private)
         return data
 
@@ -250,6 +251,9 @@ class ExternalNetworkCreateSerializer(serializers.Serializer):
     vlan = serializers.IntegerField(required=False, allow_null=True, default=None)
     gateway_chassis = serializers.ListField(child=serializers.CharField(max_length=128), required=False, default=list)
     is_default = serializers.BooleanField(required=False, default=False)
+    ipv6_cidr = serializers.CharField(max_length=43, required=False, allow_blank=True, default="")
+    ipv6_gateway_ip = serializers.CharField(max_length=45, required=False, allow_null=True, default=None)
+    ipv6_ranges = RangeSerializer(many=True, required=False, default=list)
 
 
 class ExternalNetworkUpdateSerializer(serializers.Serializer):
@@ -268,11 +272,12 @@ class ElasticIPSerializer(serializers.ModelSerializer):
     instance = serializers.SerializerMethodField()
     nat_gateway = serializers.SerializerMethodField()
     load_balancer = serializers.CharField(source="load_balancer.public_id", default=None)
+    ip_version = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = ElasticIP
-        fields = ["id", "name", "description", "address", "external_network", "region", "bandwidth_mbps", "status",
-                  "port", "instance", "nat_gateway", "load_balancer", "tags", "created_at"]
+        fields = ["id", "name", "description", "address", "ip_version", "external_network", "region", "bandwidth_mbps",
+                  "status", "port", "instance", "nat_gateway", "load_balancer", "tags", "created_at"]
         read_only_fields = fields
 
     def get_instance(self, eip) -> str | None:
@@ -289,6 +294,7 @@ class ElasticIPCreateSerializer(serializers.Serializer):
                                              help_text="Name or id; default: the region's default")
     region = serializers.CharField(max_length=64, required=False, allow_null=True, default=None)
     bandwidth_mbps = serializers.IntegerField(required=False, default=100)
+    ip_version = serializers.IntegerField(required=False, default=4, help_text="4, or 6 where the network has IPv6")
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     tags = _tags()
 

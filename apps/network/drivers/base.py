@@ -37,13 +37,14 @@ class ExternalNetworkSpec:
 
 @dataclass(frozen=True)
 class Gateway:
-    """A router's leg on an external network: `address` (ADDR/PREFIX) and a default route to
-    `nexthop`, hosted on the gateway chassis (most preferred first) where NAT happens."""
+    """A router's leg on an external network: `addresses` (ADDR/PREFIX, IPv4 and maybe IPv6)
+    and a default route per family to the matching `nexthops`, hosted on the gateway chassis
+    (most preferred first) where NAT happens."""
 
     network: str  # the external network's switch
     mac: str
-    address: str
-    nexthop: str
+    addresses: tuple[str, ...]
+    nexthops: tuple[str, ...]
     chassis: tuple[str, ...] = ()
 
 

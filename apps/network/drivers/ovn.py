@@ -96,6 +96,12 @@ def _ovn_set(values) -> str:
     return "{" + ", ".join(values) + "}"
 
 
+def _same_nat(row, nat) -> bool:
+    """ovsdbapp writes an IPv6 logical address as ADDR/128: compare addresses, not spellings."""
+    return (row.type, row.external_ip, ip_network(row.logical_ip, strict=False)) == (
+        nat.type, nat.external_ip, ip_network(nat.logical_ip, strict=False))
+
+
 def rule_match(rule: Rule, port_group: str) -> str:
     """An ACL match for a rule: ingress rules match what is sent to the group's ports, egress
     rules what they send."""
@@ -283,10 +289,10 @@ class OvnDriver(NetworkDriver):
             commands += [api.db_remove("Logical_Router", spec.name, "static_routes", r.uuid) for r in routes]
             return changes
         ids = self._ids(ROUTER, spec.name, spec.tenant)
-        columns = {"mac": gw.mac, "networks": [gw.address], "external_ids": ids}
+        columns = {"mac": gw.mac, "networks": list(gw.addresses), "external_ids": ids}
         chassis = {(name, len(gw.chassis) - i) for i, name in enumerate(gw.chassis)}
         if port is None:
-            commands.append(api.lrp_add(router, spec.gateway_port, gw.mac, [gw.address], may_exist=True,
+            commands.append(api.lrp_add(router, spec.gateway_port, gw.mac, list(gw.addresses), may_exist=True,
                                         external_ids=ids))
             changes.append(f"{label}: created")
             current_chassis: set = set()
@@ -306,13 +312,15 @@ class OvnDriver(NetworkDriver):
                 changes.append(f"{label}: external switch port missing")
         else:
             changes += self._sync("Logical_Switch_Port", peer, peer_columns, f"{label} external port", commands)
-        if [(r.ip_prefix, r.nexthop) for r in routes] != [("0.0.0.0/0", gw.nexthop)]:
+        defaults = sorted(("::/0" if ":" in hop else "0.0.0.0/0", hop) for hop in gw.nexthops)
+        if sorted((r.ip_prefix, r.nexthop) for r in routes) != defaults:
             commands += [api.db_remove("Logical_Router", spec.name, "static_routes", r.uuid) for r in routes]
-            route = api.lr_route_add(router, "0.0.0.0/0", gw.nexthop, may_exist=False)
-            commands += [route, _SetColumns(api, "Logical_Router_Static_Route", route,
-                                            {"external_ids": {OWNER: self.owner, ID: spec.name}})]
+            for prefix, hop in defaults:
+                route = api.lr_route_add(router, prefix, hop, may_exist=False)
+                commands += [route, _SetColumns(api, "Logical_Router_Static_Route", route,
+                                                {"external_ids": {OWNER: self.owner, ID: spec.name}})]
             if port is not None:
-                changes.append(f"{label}: default route differed")
+                changes.append(f"{label}: default routes differed")
         return changes
 
     def _ensure_nat(self, spec: RouterSpec, router, current: dict, commands: list, *, quiet: bool) -> list[str]:
@@ -320,14 +328,12 @@ class OvnDriver(NetworkDriver):
         wanted = {n.id: n for n in spec.nats}
         for key, row in current.items():
             nat = wanted.get(key)
-            if nat is None or (row.type, row.external_ip, row.logical_ip) != (nat.type, nat.external_ip,
-                                                                                nat.logical_ip):
+            if nat is None or not _same_nat(row, nat):
                 commands.append(api.db_remove("Logical_Router", spec.name, "nat", row.uuid))
                 changes.append(f"router {spec.name}: NAT {key} " + ("removed" if nat is None else "differed"))
         for key, nat in wanted.items():
             row = current.get(key)
-            if row is None or (row.type, row.external_ip, row.logical_ip) != (nat.type, nat.external_ip,
-                                                                                nat.logical_ip):
+            if row is None or not _same_nat(row, nat):
                 add = api.lr_nat_add(router, nat.type, nat.external_ip, nat.logical_ip)
                 commands += [add, _SetColumns(api, "NAT", add, {"external_ids": {OWNER: self.owner, NAT_ID: key}})]
                 if row is None and not quiet:
@@ -371,9 +377,10 @@ class OvnDriver(NetworkDriver):
         if spec.gateway is not None:
             peer = f"rp-gw-{spec.name}"
             for limit in spec.limits:
-                wanted[(limit.id, "from-lport")] = (f'inport == "{peer}" && ip4.src == {limit.address}',
+                ip = "ip6" if ":" in limit.address else "ip4"
+                wanted[(limit.id, "from-lport")] = (f'inport == "{peer}" && {ip}.src == {limit.address}',
                                                      spec.gateway.network, limit.kbps)
-                wanted[(limit.id, "to-lport")] = (f'outport == "{peer}" && ip4.dst == {limit.address}',
+                wanted[(limit.id, "to-lport")] = (f'outport == "{peer}" && {ip}.dst == {limit.address}',
                                                    spec.gateway.network, limit.kbps)
         current = {(q.external_ids.get(LIMIT_ID), q.direction): q for q in self._qos_rows(spec.name)}
         switches = {q.uuid: s.name for s in self._rows("Logical_Switch") for q in s.qos_rules}

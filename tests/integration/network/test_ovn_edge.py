@@ -134,3 +134,29 @@ def test_listener_is_a_load_balancer_with_health_checks_on_router_and_switches(o
 
     lb.delete_load_balancer(owner, load_balancer=balancer)
     assert rows(ovn, "Load_Balancer") == [] and rows(ovn, "Load_Balancer_Health_Check") == []
+
+
+def test_ipv6_eip_gives_the_gateway_an_ipv6_leg_route_nat_and_rate_limit(ovn, region, a_owner, actor):
+    owner = actor(a_owner)
+    edge.create_external_network(
+        Actor.system(), name="dual", region=region, cidr="198.51.100.0/24", gateway_ip="198.51.100.1",
+        ranges=[{"start": "198.51.100.10", "end": "198.51.100.20"}], ipv6_cidr="2001:db8:1::/64",
+        ipv6_gateway_ip="2001:db8:1::1", ipv6_ranges=[{"start": "2001:db8:1::100", "end": "2001:db8:1::1ff"}],
+        gateway_chassis=["gw-a"], is_default=True)
+    vpc = services.create_vpc(owner, name="v6", cidr="10.33.0.0/16", ipv6=True)
+    subnet = services.create_subnet(owner, vpc=vpc, name="v6", cidr="10.33.1.0/24", ipv6=True)
+    port = services.create_port(owner, subnet=subnet)
+    eip = edge.allocate_eip(owner, ip_version=6, bandwidth_mbps=5)
+    edge.bind_eip(owner, eip=eip, port=port)
+    vpc.refresh_from_db()
+
+    [gw] = rows(ovn, "Logical_Router_Port", f"name=lrp-gw-{vpc.public_id}")
+    assert sorted(gw["networks"]) == sorted([f"{vpc.gateway_ip}/24", f"{vpc.gateway_ipv6}/64"])
+    routes = ovn.nbctl("lr-route-list", vpc.public_id)
+    assert "::/0" in routes and "2001:db8:1::1" in routes and "0.0.0.0/0" in routes
+    private6 = port.addresses.get(address__contains=":").address
+    assert nat_rows(ovn, vpc) == [("dnat_and_snat", eip.address, f"{private6}/128")]  # ovsdbapp's spelling
+    assert not any(eip.public_id in line for line in services.reconcile_network()["repaired"])
+    assert sorted(q["match"] for q in rows(ovn, "QoS")) == [
+        f'inport == "rp-gw-{vpc.public_id}" && ip6.src == {eip.address}',
+        f'outport == "rp-gw-{vpc.public_id}" && ip6.dst == {eip.address}']

@@ -48,8 +48,8 @@ def test_an_eip_bound_to_an_instance_gives_its_vpc_a_gateway_nat_and_a_rate_limi
     vpc.refresh_from_db()
     assert vpc.gateway_ip == "203.0.113.11"  # the router's leg takes the next address
     spec = router(fake_network, vpc)
-    assert (spec.gateway.network, spec.gateway.address, spec.gateway.nexthop, spec.gateway.chassis) == (
-        "ext-public", "203.0.113.11/24", "203.0.113.1", ("gw-1",))
+    assert (spec.gateway.network, spec.gateway.addresses, spec.gateway.nexthops, spec.gateway.chassis) == (
+        "ext-public", ("203.0.113.11/24",), ("203.0.113.1",), ("gw-1",))
     private = Port.objects.get(instance=vm).addresses.get().address
     assert [(n.type, n.external_ip, n.logical_ip) for n in spec.nats] == [("dnat_and_snat", eip.address, private)]
     assert [(r.address, r.kbps) for r in spec.limits] == [(eip.address, 20000)]
@@ -218,3 +218,45 @@ def test_booleans_and_reserved_addresses_are_not_mappings(body, field, owner, ne
     with pytest.raises(ValidationFailed) as caught:
         edge.add_port_mapping(owner, nat=nat, **body)
     assert field in caught.value.fields and not nat.port_mappings.exists()
+
+
+def test_ipv6_eips_where_the_external_network_has_ipv6(owner, operator, fake_network):
+    from apps.compute.models import Region
+
+    with pytest.raises(ValidationFailed) as caught:  # the default network is IPv4 only
+        edge.allocate_eip(owner, ip_version=6)
+    assert "ip_version" in caught.value.fields
+    region = Region.objects.get(code="default")
+    dual = edge.create_external_network(
+        operator, name="dual", region=region, cidr="198.51.100.0/24", gateway_ip="198.51.100.1",
+        ranges=[{"start": "198.51.100.10", "end": "198.51.100.20"}], ipv6_cidr="2001:db8:1::/64",
+        ipv6_gateway_ip="2001:db8:1::1", ipv6_ranges=[{"start": "2001:db8:1::100", "end": "2001:db8:1::1ff"}],
+        gateway_chassis=["gw-1"])
+    vpc = services.create_vpc(owner, name="v6", cidr="10.12.0.0/16", ipv6=True)
+    subnet = services.create_subnet(owner, vpc=vpc, name="v6", cidr="10.12.1.0/24", ipv6=True)
+    port = services.create_port(owner, subnet=subnet)
+    v6 = edge.allocate_eip(owner, external_network="dual", ip_version=6)
+    assert v6.address == "2001:db8:1::100" and v6.ip_version == 6
+
+    edge.bind_eip(owner, eip=v6, port=port)
+    vpc.refresh_from_db()
+    spec = router(fake_network, vpc)
+    assert spec.gateway.addresses == (f"{vpc.gateway_ip}/24", "2001:db8:1::101/64")
+    assert spec.gateway.nexthops == ("198.51.100.1", "2001:db8:1::1")
+    private6 = port.addresses.get(address__contains=":").address
+    assert [(n.type, n.external_ip, n.logical_ip) for n in spec.nats] == [("dnat_and_snat", v6.address, private6)]
+    # NAT gateways and load balancers take IPv4 EIPs; an IPv4-only port cannot take an IPv6 EIP.
+    other = edge.allocate_eip(owner, external_network="dual", ip_version=6)
+    with pytest.raises(ValidationFailed):
+        edge.create_nat_gateway(owner, vpc=vpc, eip=other, name="nat6")
+    v4_only = services.create_port(owner, subnet=services.create_subnet(owner, vpc=vpc, name="v4", cidr="10.12.2.0/24"))
+    with pytest.raises(Conflict) as caught:
+        edge.bind_eip(owner, eip=other, port=v4_only)
+    assert caught.value.code == "no_ipv6"
+    for bad in ({"ipv6_cidr": "2001:db8:2::/64", "ipv6_gateway_ip": "2001:db8:3::1"},
+                {"ipv6_cidr": "10.0.0.0/8", "ipv6_gateway_ip": "10.0.0.1"},
+                {"ipv6_cidr": "", "ipv6_gateway_ip": "2001:db8:2::1"}):
+        with pytest.raises(ValidationFailed):
+            edge.create_external_network(operator, name="bad", region=region, cidr="192.0.2.0/24",
+                                         gateway_ip="192.0.2.1", ranges=[{"start": "192.0.2.5", "end": "192.0.2.9"}],
+                                         ipv6_ranges=[{"start": "2001:db8:2::5", "end": "2001:db8:2::9"}], **bad)
