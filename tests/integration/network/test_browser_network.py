@@ -108,7 +108,7 @@ def test_vpc_subnet_security_group_and_rule_from_the_pages_land_in_ovn(ovn, regi
     cells = page.locator(f"#rules tr[data-rule='{rule.public_id}'] td")
     expect(cells.nth(2)).to_have_text("tcp")
     expect(cells.nth(3)).to_have_text("22")
-    expect(cells.nth(4)).to_have_text("0.0.0.0/0")
+    expect(cells.nth(4)).to_have_text("0.0.0.0/0 (anywhere)")
     page.screenshot(path=str(output_dir / "network-security-group.png"), full_page=True)
     acls = ovn.nbctl("acl-list", group.port_group)
     assert f"outport == @{group.port_group} && ip4 && tcp && tcp.dst == 22" in acls, acls
