@@ -295,26 +295,32 @@ class LibvirtDriver(ComputeDriver):
         return self._info(dom)
 
     def detach_disk(self, name: str, target: str) -> DomainInfo:
+        def find(xml):
+            found = domain_xml.disk_by_target(xml, target)
+            return found[0] if found else None
+
+        return self._detach(name, find, lambda xml: target in domain_xml.disk_targets(xml), target)
+
+    def _detach(self, name: str, find, still_there, what: str) -> DomainInfo:
+        """Unplug the device `find(xml)` returns (its XML, or None) from the definition and,
+        when running, from the guest; hot unplug completes when the guest releases the device
+        (ACPI): wait for it."""
         libvirt = _libvirt()
         dom = self._domain(name)
         for flags, xml_flags in ((libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_XML_INACTIVE),
                                  (libvirt.VIR_DOMAIN_AFFECT_LIVE, 0)):
             if flags == libvirt.VIR_DOMAIN_AFFECT_LIVE and not dom.isActive():
                 break
-            found = domain_xml.disk_by_target(self._call(dom.XMLDesc, xml_flags), target)
-            if found is not None:
-                self._call(dom.detachDeviceFlags, found[0], flags)
-        self._wait_released(dom, lambda xml: target in domain_xml.disk_targets(xml), target)
-        return self._info(dom)
-
-    def _wait_released(self, dom, still_there, what: str) -> None:
-        """Hot unplug completes when the guest releases the device (ACPI): wait for it."""
+            device = find(self._call(dom.XMLDesc, xml_flags))
+            if device is not None:
+                self._call(dom.detachDeviceFlags, device, flags)
         deadline = time.monotonic() + DETACH_TIMEOUT
         while dom.isActive() and still_there(self._call(dom.XMLDesc, 0)):
             if time.monotonic() > deadline:
                 raise DriverError(f"the guest did not release {what} in {DETACH_TIMEOUT} s; "
                                   "stop the instance to detach it")
             time.sleep(0.2)
+        return self._info(dom)
 
     def attach_interface(self, name: str, nic: NicSpec) -> DomainInfo:
         dom = self._domain(name)
@@ -323,17 +329,8 @@ class LibvirtDriver(ComputeDriver):
         return self._info(dom)
 
     def detach_interface(self, name: str, mac: str) -> DomainInfo:
-        libvirt = _libvirt()
-        dom = self._domain(name)
-        for flags, xml_flags in ((libvirt.VIR_DOMAIN_AFFECT_CONFIG, libvirt.VIR_DOMAIN_XML_INACTIVE),
-                                 (libvirt.VIR_DOMAIN_AFFECT_LIVE, 0)):
-            if flags == libvirt.VIR_DOMAIN_AFFECT_LIVE and not dom.isActive():
-                break
-            found = domain_xml.nic_by_mac(self._call(dom.XMLDesc, xml_flags), mac)
-            if found is not None:
-                self._call(dom.detachDeviceFlags, found, flags)
-        self._wait_released(dom, lambda xml: mac in domain_xml.nic_macs(xml), f"the NIC {mac}")
-        return self._info(dom)
+        return self._detach(name, lambda xml: domain_xml.nic_by_mac(xml, mac),
+                            lambda xml: mac in domain_xml.nic_macs(xml), f"the NIC {mac}")
 
     def resize_disk(self, name: str, target: str, size_bytes: int) -> None:
         libvirt = _libvirt()
