@@ -22,14 +22,6 @@ def owner(a_owner, actor, db):
     return actor(a_owner)
 
 
-@pytest.fixture
-def net(owner):
-    vpc = services.create_vpc(owner, name="prod", cidr="10.8.0.0/16")
-    web = services.create_subnet(owner, vpc=vpc, name="web", cidr="10.8.1.0/24")
-    app = services.create_subnet(owner, vpc=vpc, name="app", cidr="10.8.2.0/24")
-    return vpc, web, app
-
-
 def router(fake_network, vpc):
     return fake_network.state[ROUTER][vpc.public_id]
 

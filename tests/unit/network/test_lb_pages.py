@@ -33,14 +33,6 @@ def owner(a_owner):
 
 
 @pytest.fixture
-def net(owner):
-    vpc = services.create_vpc(owner, name="prod", cidr="10.8.0.0/16")
-    web = services.create_subnet(owner, vpc=vpc, name="web", cidr="10.8.1.0/24")
-    app = services.create_subnet(owner, vpc=vpc, name="app", cidr="10.8.2.0/24")
-    return vpc, web, app
-
-
-@pytest.fixture
 def balancer(owner, net):
     """A load balancer with a TCP listener and one member (an address of the app subnet)."""
     front = lb.create_load_balancer(owner, subnet=net[1], name="front", ip_address="10.8.1.100")
