@@ -158,6 +158,11 @@ Q_CLUSTER = {
     "label": "Tasks",
     "sync": env_bool("PORTAL_TASKS_SYNC", False),
 }
+# A tracked task still unfinished this long after it was queued was lost (django-q2 has handed
+# it out max_attempts times by then): the sweeper queues it again PORTAL_TASK_REQUEUES times, then
+# fails its resource.
+PORTAL_TASK_LOST_AFTER = env_int("PORTAL_TASK_LOST_AFTER", Q_CLUSTER["retry"] * Q_CLUSTER["max_attempts"] + 300)
+PORTAL_TASK_REQUEUES = env_int("PORTAL_TASK_REQUEUES", 1)
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:

@@ -7,8 +7,11 @@ class ComputeConfig(AppConfig):
     verbose_name = "Compute"
 
     def ready(self):
+        from apps.compute.models import Instance
+        from apps.compute.services import publish_instance
         from apps.core.nav import register_nav
         from apps.core.policies import register_area
+        from apps.core.tasks import track_failures
         from apps.tenants.quotas import register_quota
 
         register_area("compute", "Compute")
@@ -17,3 +20,4 @@ class ComputeConfig(AppConfig):
         register_quota("ram_mb", "RAM", default=40960, unit="MiB")
         register_quota("images", "Images", default=10)
         register_nav("compute", "Instances", "instance-list", area="compute")
+        track_failures(Instance, publish=publish_instance)

@@ -448,7 +448,7 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
                                          security_groups=security_groups, ip_address=ip_address)
         operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
                                     resource_id=instance.public_id)
-        enqueue_on_commit(provision_instance, instance.pk, operation.pk)
+        enqueue_on_commit(provision_instance, instance.pk, operation.pk, resource=instance)
         publish_instance(instance)
         created.append(instance)
     return created
@@ -494,7 +494,7 @@ def start_instance(actor: Actor, *, instance: Instance) -> Instance:
     from apps.core.tasks import enqueue_on_commit
 
     instance = _transition(actor, instance, "start", (Instance.STOPPED,), Instance.STARTING)
-    enqueue_on_commit(tasks.start_instance, instance.pk)
+    enqueue_on_commit(tasks.start_instance, instance.pk, resource=instance)
     return instance
 
 
@@ -505,7 +505,7 @@ def stop_instance(actor: Actor, *, instance: Instance, force: bool = False) -> I
     from apps.core.tasks import enqueue_on_commit
 
     instance = _transition(actor, instance, "stop", (Instance.RUNNING,), Instance.STOPPING)
-    enqueue_on_commit(tasks.stop_instance, instance.pk, int(force))
+    enqueue_on_commit(tasks.stop_instance, instance.pk, int(force), resource=instance)
     return instance
 
 
@@ -515,7 +515,7 @@ def reboot_instance(actor: Actor, *, instance: Instance, hard: bool = False) -> 
     from apps.core.tasks import enqueue_on_commit
 
     instance = _transition(actor, instance, "reboot", (Instance.RUNNING,), Instance.REBOOTING)
-    enqueue_on_commit(tasks.reboot_instance, instance.pk, int(hard))
+    enqueue_on_commit(tasks.reboot_instance, instance.pk, int(hard), resource=instance)
     return instance
 
 
@@ -527,7 +527,7 @@ def delete_instance(actor: Actor, *, instance: Instance) -> Instance:
 
     allowed = tuple(s for s, _ in Instance.STATUS_CHOICES if s not in (Instance.DELETING, Instance.DELETED))
     instance = _transition(actor, instance, "delete", allowed, Instance.DELETING)
-    enqueue_on_commit(tasks.destroy_instance, instance.pk)
+    enqueue_on_commit(tasks.destroy_instance, instance.pk, resource=instance)
     return instance
 
 
@@ -574,7 +574,7 @@ def rebuild_instance(actor: Actor, *, instance: Instance, image: str | None = No
         raise Conflict("The instance has no host (its build failed); delete it and create a new one.")
     instance.image = new_image
     instance.save(update_fields=["image"])
-    enqueue_on_commit(tasks.rebuild_instance, instance.pk)
+    enqueue_on_commit(tasks.rebuild_instance, instance.pk, resource=instance)
     return instance
 
 
@@ -613,7 +613,7 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     locked.status, locked.status_reason = Instance.RESIZING, ""
     locked.save(update_fields=["flavor", "vcpus", "ram_mb", "status", "status_reason", "updated_at"])
     publish_instance(locked)
-    enqueue_on_commit(tasks.resize_instance, locked.pk)
+    enqueue_on_commit(tasks.resize_instance, locked.pk, resource=locked)
     return locked
 
 

@@ -166,6 +166,25 @@ class Operation(TenantOwned):
         return self.status in (self.SUCCEEDED, self.FAILED)
 
 
+class TrackedTask(models.Model):
+    """A queued task that drives one resource through a transitional state (building,
+    attaching...). The row goes when the task ends well; one that raised or was lost with its
+    worker is what turns the resource to `error` instead of leaving it transitional for ever."""
+
+    func = models.CharField(max_length=200)
+    args = models.JSONField(default=list)
+    resource_model = models.CharField(max_length=64, help_text="app_label.model of the resource row.")
+    resource_pk = models.BigIntegerField()
+    queued_at = models.DateTimeField(default=timezone.now, db_index=True)
+    attempts = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        indexes = [models.Index(fields=["resource_model", "resource_pk"])]
+
+    def __str__(self) -> str:
+        return f"{self.func}{tuple(self.args)} for {self.resource_model}#{self.resource_pk}"
+
+
 class PlatformSettings(models.Model):
     """Operator-editable settings (one row). Environment settings seed the first values."""
 

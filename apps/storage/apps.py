@@ -9,6 +9,9 @@ class StorageConfig(AppConfig):
     def ready(self):
         from apps.core.nav import register_nav
         from apps.core.policies import register_area
+        from apps.core.tasks import track_failures
+        from apps.storage import services
+        from apps.storage.models import Backup, Snapshot, Volume
         from apps.tenants.quotas import register_quota
 
         register_area("storage", "Block storage")
@@ -18,6 +21,9 @@ class StorageConfig(AppConfig):
         register_quota("backups", "Volume backups", default=20)
         register_quota("backup_gb", "Backup storage", default=2000, unit="GiB")
         register_nav("storage", "Volumes", "volume-list", area="storage")
+        track_failures(Volume, publish=services.publish_volume)
+        track_failures(Snapshot, publish=services.publish_snapshot)
+        track_failures(Backup, publish=services.publish_backup)
 
         from apps.compute.signals import instance_deleted
         from apps.storage.services import release_attachments

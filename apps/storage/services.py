@@ -289,7 +289,7 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
     operation = start_operation(actor, area="storage", kind="volume.create", name=f"Create {volume.name}",
                                 resource_id=volume.public_id)
     publish_volume(volume)
-    enqueue_on_commit(tasks.create_volume, volume.pk, operation.pk)
+    enqueue_on_commit(tasks.create_volume, volume.pk, operation.pk, resource=volume)
     return volume
 
 
@@ -300,7 +300,7 @@ def _move(volume: Volume, status: str, reason: str, task, *args, fields: tuple[s
     volume.status, volume.status_reason = status, reason
     volume.save(update_fields=["status", "status_reason", "updated_at", *fields])
     publish_volume(volume)
-    enqueue_on_commit(task, *args)
+    enqueue_on_commit(task, *args, resource=volume)
     return volume
 
 
@@ -410,7 +410,7 @@ def purge_recycle_bin() -> int:
             volume.status, volume.status_reason = Volume.DELETING, "Its time in the recycle bin is over"
             volume.save(update_fields=["status", "status_reason", "updated_at"])
             record(Actor.system(tenant=volume.tenant), action="volume.purge", area="storage", resource=volume)
-            enqueue_on_commit(tasks.delete_volume, volume.pk)
+            enqueue_on_commit(tasks.delete_volume, volume.pk, resource=volume)
             count += 1
     return count
 
@@ -571,7 +571,7 @@ def release_attachments(sender, *, instance: Instance, **kwargs) -> None:
         if attachment.is_root:
             volume.status, volume.status_reason = Volume.DELETING, f"root disk of {instance.public_id}"
             volume.save(update_fields=["status", "status_reason", "updated_at"])
-            enqueue_on_commit(tasks.delete_volume, volume.pk)
+            enqueue_on_commit(tasks.delete_volume, volume.pk, resource=volume)
         elif volume.status in (Volume.IN_USE, Volume.ATTACHING, Volume.DETACHING):
             volume.status = Volume.IN_USE if volume.attachments.exists() else Volume.AVAILABLE
             volume.status_reason = f"{instance.public_id} was deleted"
@@ -597,7 +597,7 @@ def create_snapshot(actor: Actor, *, volume: Volume, name: str, description: str
     snapshot = Snapshot.objects.create(tenant=tenant, volume=volume, name=clean_name(name), size_gb=volume.size_gb,
                                        description=description.strip()[:255], created_by=actor.user)
     publish_snapshot(snapshot)
-    enqueue_on_commit(tasks.create_snapshot, snapshot.pk)
+    enqueue_on_commit(tasks.create_snapshot, snapshot.pk, resource=snapshot)
     return snapshot
 
 
@@ -622,7 +622,7 @@ def delete_snapshot(actor: Actor, *, snapshot: Snapshot) -> Snapshot:
     snapshot.status = Snapshot.DELETING
     snapshot.save(update_fields=["status", "updated_at"])
     publish_snapshot(snapshot)
-    enqueue_on_commit(tasks.delete_snapshot, snapshot.pk)
+    enqueue_on_commit(tasks.delete_snapshot, snapshot.pk, resource=snapshot)
     return snapshot
 
 
@@ -728,7 +728,7 @@ def create_backup(actor: Actor, *, volume: Volume, name: str, description: str =
     operation = start_operation(actor, area="storage", kind="backup.create", name=f"Back up {volume.name}",
                                 resource_id=backup.public_id)
     publish_backup(backup)
-    enqueue_on_commit(tasks.create_backup, backup.pk, operation.pk)
+    enqueue_on_commit(tasks.create_backup, backup.pk, operation.pk, resource=backup)
     return backup
 
 
@@ -748,7 +748,7 @@ def delete_backup(actor: Actor, *, backup: Backup) -> Backup:
     backup.status = Backup.DELETING
     backup.save(update_fields=["status", "updated_at"])
     publish_backup(backup)
-    enqueue_on_commit(tasks.delete_backup, backup.pk)
+    enqueue_on_commit(tasks.delete_backup, backup.pk, resource=backup)
     return backup
 
 

@@ -7,6 +7,7 @@ SCHEDULES = [
     # (name, task path, minutes between runs)
     ("sweep expired quota reservations", "apps.tenants.tasks.sweep_quota_reservations", 5),
     ("purge old finished operations", "apps.core.tasks.purge_operations", 60),
+    ("sweep lost and failed resource tasks", "apps.core.tasks.sweep_tracked_tasks", 5),
     ("host heartbeats", "apps.compute.tasks.refresh_hosts", 1),
     ("reconcile instances with the hypervisors", "apps.compute.tasks.reconcile_instances", 5),
     ("sweep console tickets and lost sessions", "apps.console.services.sweep_sessions", 1),
