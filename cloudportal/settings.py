@@ -254,6 +254,7 @@ PORTAL_SITE_NAME = env_str("PORTAL_SITE_NAME", "Cloud portal")
 PORTAL_DEFAULT_REGION = env_str("PORTAL_DEFAULT_REGION", "default")
 # Initial value of the operator-editable "sign-up open" platform setting.
 PORTAL_SIGNUP_ENABLED = env_bool("PORTAL_SIGNUP_ENABLED", True)
+PORTAL_RECYCLE_BIN_HOURS = env_int("PORTAL_RECYCLE_BIN_HOURS", 24)
 # Failed logins allowed per (username, client IP) in PORTAL_LOGIN_WINDOW seconds.
 PORTAL_LOGIN_ATTEMPTS = env_int("PORTAL_LOGIN_ATTEMPTS", 5)
 PORTAL_LOGIN_WINDOW = env_int("PORTAL_LOGIN_WINDOW", 300)
@@ -273,6 +274,11 @@ PORTAL_IMAGE_IMPORT_ALLOWED = env_list("PORTAL_IMAGE_IMPORT_ALLOWED")
 PORTAL_IMAGE_MAX_MB = env_int("PORTAL_IMAGE_MAX_MB", 20480)
 # Seconds a guest gets to shut down on ACPI before it is powered off.
 PORTAL_STOP_TIMEOUT = env_int("PORTAL_STOP_TIMEOUT", 60)
+# Seconds a live migration may copy before it is aborted (the guest runs on where it was).
+PORTAL_LIVE_MIGRATION_TIMEOUT = env_int("PORTAL_LIVE_MIGRATION_TIMEOUT", 300)
+# Room for hot resize each domain gets when it is defined (capped by its host; 0 turns it off).
+PORTAL_HOTPLUG_MAX_VCPUS = env_int("PORTAL_HOTPLUG_MAX_VCPUS", 16)
+PORTAL_HOTPLUG_MAX_RAM_MB = env_int("PORTAL_HOTPLUG_MAX_RAM_MB", 65536)
 
 # Storage driver class per pool backend (tests swap in the fake one).
 PORTAL_STORAGE_DRIVERS = {
@@ -305,6 +311,7 @@ if PORTAL_OVS_DATAPATH not in ("system", "netdev"):
 # The `portal:owner` external id on everything this installation writes into OVN; reconcile
 # never touches rows of another owner.
 PORTAL_OVN_OWNER = env_str("PORTAL_OVN_OWNER", "cloudportal")
+
 
 # --- VNC consoles ---
 # Seconds a console ticket may wait for its first (and only) use.

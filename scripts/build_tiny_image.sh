@@ -8,6 +8,11 @@
 #   disk.qcow2         the same kernel and initramfs on a bootable disk (FAT + SYSLINUX, BIOS
 #                      boot): the seed *disk* image, whose instances boot from a clone of it
 #   manifest.json      file names, sizes, sha256, kernel version, recommended cmdline
+# A cloud-init NoCloud seed (a CD-ROM labelled cidata on the IDE bus) is read at boot: the guest
+# prints "SEED-OK instance-id=<id>" on ttyS0 and runs user-data that starts with "#!" (its output
+# on ttyS0); the manifest says "cloud_init": true for it.
+# vCPUs and memory hot-plugged into the running guest are brought online; the guest reports
+# "HOTPLUG cpus=N mem_kb=M" (online CPUs, MemTotal) on ttyS0 at boot and after each change.
 # Kernel cmdline options the guest honours: hostname=NAME, tiny_ip=ADDR/PREFIX [tiny_gw=ADDR]
 # (configures eth0, an e1000 or virtio NIC); without tiny_ip, eth0 asks DHCP and the lease is
 # reported on ttyS0 as "NET-UP eth0=ADDR/PREFIX router=… mtu=… mac=…". busybox httpd serves
@@ -34,6 +39,7 @@ TINY_CMDLINE="console=tty0 console=ttyS0 loglevel=3 panic=-1"
 DISK_SIZE_MB=32  # the disk image's size as guests see it
 TINY_MODULES="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk"
 TINY_MODULES+=" failover net_failover virtio_net e1000 evdev button"
+TINY_MODULES+=" scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs"  # the seed: IDE CD-ROM, ISO 9660
 BOOT_TIMEOUT="${PORTAL_TINY_BOOT_TIMEOUT:-120}"
 
 force=0 check_qemu=0 check_libvirt=0
@@ -102,7 +108,14 @@ fetch_kernel() {
         './lib/modules/*/kernel/drivers/net/net_failover.ko*' \
         './lib/modules/*/kernel/net/core/failover.ko*' \
         './lib/modules/*/kernel/drivers/acpi/button.ko*' \
-        './lib/modules/*/kernel/drivers/input/evdev.ko*'
+        './lib/modules/*/kernel/drivers/input/evdev.ko*' \
+        './lib/modules/*/kernel/drivers/scsi/scsi_common.ko*' \
+        './lib/modules/*/kernel/drivers/scsi/scsi_mod.ko*' \
+        './lib/modules/*/kernel/drivers/scsi/sr_mod.ko*' \
+        './lib/modules/*/kernel/drivers/ata/libata.ko*' \
+        './lib/modules/*/kernel/drivers/ata/ata_piix.ko*' \
+        './lib/modules/*/kernel/drivers/cdrom/cdrom.ko*' \
+        './lib/modules/*/kernel/fs/isofs/isofs.ko*'
     printf '%s %s\n' "$pkg" "$(dpkg-deb -f "$deb" Version)" >"$dir/kernel-package"
     rm -f "$deb"
 }
@@ -132,7 +145,7 @@ done
 hostname "$name"
 
 # Modules, in dependency order: virtio disks (volumes hot-plugged as /dev/vdb…), the NIC, the
-# ACPI power button (+ evdev, which acpid reads).
+# ACPI power button (+ evdev, which acpid reads), the IDE CD-ROM and ISO 9660 (the seed).
 for m in @TINY_MODULES@; do [ -f "/lib/modules/$m.ko" ] && insmod "/lib/modules/$m.ko" 2>/dev/null; done
 ip link set lo up
 net=''
@@ -181,6 +194,41 @@ acpid -c /etc/acpi 2>/dev/null
             case " $now " in *" $disk:${rest%%:*}:"*) ;; *) echo "DISK-REMOVED $disk serial=${rest%%:*}" >/dev/ttyS0 ;; esac
         done
         known="$now"
+        sleep 1
+    done
+) &
+
+# cloud-init's NoCloud seed, the portal's config drive: a file system labelled cidata. Say which
+# instance it is for, and run user-data when it is a script, as cloud-init runs a "#!" part (once
+# per boot here: nothing persists). The CD-ROM appears a moment after its driver loads: look for
+# it for a while, in the background, so a guest without one boots as fast.
+(
+    i=0
+    until seed="$(findfs LABEL=cidata 2>/dev/null)"; do
+        i=$((i + 1)); [ "$i" -lt 30 ] || exit 0
+        sleep 1
+    done
+    mkdir -p /run/seed && mount -t iso9660 -o ro "$seed" /run/seed || exit 0
+    echo "SEED-OK instance-id=$(sed -n 's/^instance-id: *//p' /run/seed/meta-data)" >/dev/ttyS0
+    if [ "$(head -c 2 /run/seed/user-data)" = '#!' ]; then
+        cp /run/seed/user-data /run/user-data && chmod 0700 /run/user-data && /run/user-data >/dev/ttyS0 2>&1
+    fi
+) &
+
+# Hot resize: vCPUs and memory blocks the hypervisor plugs in arrive offline; bring them
+# online (as distributions' udev rules do); report "HOTPLUG cpus=N mem_kb=M" on ttyS0 at boot
+# and after each change.
+(
+    last=''
+    while :; do
+        for f in /sys/devices/system/cpu/cpu*/online /sys/devices/system/memory/memory*/state; do
+            case "$(cat "$f" 2>/dev/null)" in
+                0) echo 1 >"$f" 2>/dev/null ;;
+                offline) echo online >"$f" 2>/dev/null ;;
+            esac
+        done
+        now="cpus=$(grep -c ^processor /proc/cpuinfo) mem_kb=$(sed -n 's/^MemTotal: *\([0-9]*\).*/\1/p' /proc/meminfo)"
+        [ "$now" = "$last" ] || { echo "HOTPLUG $now" >/dev/ttyS0; last="$now"; }
         sleep 1
     done
 ) &
@@ -285,6 +333,7 @@ manifest = {
         "tiny_gw": "default gateway",
     },
     "boot_marker": "BOOT-OK",
+    "cloud_init": True,  # reads a NoCloud seed: SEED-OK instance-id=…, runs #! user-data
     "memory_mib": 128,
     "nic_model": "e1000",
     "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

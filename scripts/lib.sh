@@ -405,10 +405,11 @@ services_stop() {
 # Guests are software-emulated (<domain type='qemu'>, TCG): on nested hosts /dev/kvm may exist
 # while KVM guests hang at boot. libvirt-dev + pkg-config: libvirt-python builds from source, so
 # install these before ensure_venv. busybox-static, cpio, syslinux, mtools, dosfstools:
-# scripts/build_tiny_image.sh (the initramfs and the bootable disk image).
+# scripts/build_tiny_image.sh (the initramfs and the bootable disk image). openssl: the SHA-512
+# crypt hash of a root password given at create (`openssl passwd -6`).
 # shellcheck disable=SC2034  # used by the scripts that source this file
 libvirt_packages=(libvirt-daemon-system qemu-system-x86 qemu-utils libvirt-dev pkg-config busybox-static cpio
-    syslinux syslinux-common mtools dosfstools)
+    syslinux syslinux-common mtools dosfstools openssl)
 
 PORTAL_LIBVIRT_SYSTEM_URI="qemu:///system"
 _VIRTLOGD_STARTED_PID=""

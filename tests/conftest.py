@@ -27,6 +27,8 @@ def _sync_tasks_and_fresh_cache(settings, monkeypatch):
     monkeypatch.setattr(Conf, "SYNC", True)
     # Hashing strength is not under test; PBKDF2's iterations would dominate the run time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Deletes are final unless a test turns the recycle bin on (it has tests of its own).
+    settings.PORTAL_RECYCLE_BIN_HOURS = 0
     cache.clear()
     yield
     cache.clear()

@@ -143,7 +143,7 @@ class InstanceAdmin(ReadOnlyAdmin):
     list_filter = ["status", "host", "availability_zone"]
     search_fields = ["public_id", "name", "tenant__name"]
     list_select_related = ["tenant", "host", "flavor"]
-    actions = ["start", "stop", "force_stop", "reboot"]
+    actions = ["start", "stop", "force_stop", "reboot", "live_migrate", "migrate"]
 
     @admin.display(description="Console")
     def console(self, instance):
@@ -171,3 +171,11 @@ class InstanceAdmin(ReadOnlyAdmin):
     @admin.action(description="Reboot selected instances")
     def reboot(self, request, queryset):
         self._each(request, queryset, services.reboot_instance, "rebooting")
+
+    @admin.action(description="Live-migrate selected instances (the scheduler picks the hosts)")
+    def live_migrate(self, request, queryset):
+        self._each(request, queryset, services.migrate_instance, "live-migrating", live=True)
+
+    @admin.action(description="Cold-migrate selected instances (powered off and on again if running)")
+    def migrate(self, request, queryset):
+        self._each(request, queryset, services.migrate_instance, "migrating")

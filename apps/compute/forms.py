@@ -9,6 +9,8 @@ class InstanceCreateForm(forms.Form):
     isolation_group = forms.ChoiceField(required=False)
     count = forms.IntegerField(min_value=1, max_value=20, initial=1)
     user_data = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), strip=False)
+    password = forms.CharField(required=False, widget=forms.PasswordInput, strip=False, label="Root password",
+                               help_text="Images that run cloud-init; 8 to 72 characters")
     subnet = forms.ChoiceField(required=False, label="Network (subnet)")
     security_groups = forms.MultipleChoiceField(required=False, help_text="Default: the VPC's default group")
     ip_address = forms.CharField(required=False, max_length=45, label="Fixed IP (one instance)")

@@ -243,9 +243,13 @@ class Instance(TenantOwned):
         "deleted",
     )
     REBUILDING, RESIZING, MIGRATING = "rebuilding", "resizing", "migrating"
+    # Deleted by its owner, powered off, everything kept and restorable until recycled_at + the retention.
+    RECYCLING, RECYCLED = "recycling", "recycled"
     STATUS_CHOICES = [(s, s) for s in (PENDING, BUILDING, RUNNING, STOPPING, STOPPED, STARTING, REBOOTING,
-                                       REBUILDING, RESIZING, MIGRATING, ERROR, DELETING, DELETED)]
-    TRANSITIONAL = (PENDING, BUILDING, STOPPING, STARTING, REBOOTING, REBUILDING, RESIZING, MIGRATING, DELETING)
+                                       REBUILDING, RESIZING, MIGRATING, ERROR, RECYCLING, RECYCLED, DELETING,
+                                       DELETED)]
+    TRANSITIONAL = (PENDING, BUILDING, STOPPING, STARTING, REBOOTING, REBUILDING, RESIZING, MIGRATING, RECYCLING,
+                    DELETING)
 
     description = models.CharField(max_length=255, blank=True)
     region = models.CharField(max_length=64)
@@ -261,9 +265,13 @@ class Instance(TenantOwned):
     status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=PENDING, db_index=True)
     status_reason = models.CharField(max_length=512, blank=True)
     user_data = models.TextField(blank=True)
+    # The root password given at create, as a SHA-512 crypt hash ($6$…) for the cloud-init seed;
+    # the clear text is never stored.
+    password_hash = models.CharField(max_length=128, blank=True, editable=False)
     tags = models.JSONField(default=list, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     launched_at = models.DateTimeField(null=True, blank=True)
+    recycled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(TenantOwned.Meta):
         permissions = [("console_instance", "Open the instance's console")]

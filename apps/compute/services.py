@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from django.conf import settings
 
-from apps.compute import imagestore, scheduler
+from apps.compute import cloudinit, imagestore, scheduler
 from apps.compute.drivers.base import DriverError, HostCapacity
 from apps.compute.hypervisors import get_compute_driver
 from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup, Region
@@ -141,7 +141,8 @@ def refresh_host(host_id: int, *, down_after_seconds: int) -> Host:
 
 
 # Periodic or hypervisor-driven, not user actions (what they change is recorded as "system").
-UNAUDITED = ("refresh_host", "apply_domain_event", "reconcile_host", "publish_instance")
+UNAUDITED = ("refresh_host", "apply_domain_event", "reconcile_host", "publish_instance",
+             "purge_recycled_instances")
 
 
 # --- flavors ------------------------------------------------------------------------------
@@ -197,18 +198,28 @@ def _seed_files(directory: Path, roles: tuple[str, ...]) -> tuple[dict, dict]:
     return manifest, files
 
 
+def _registered(rows, manifest: dict) -> Image | None:
+    """The image registered from these files before, if any, following what the manifest says
+    its guest reads now (a rebuilt initramfs may have learnt the cloud-init seed)."""
+    image = rows.filter(deleted_at__isnull=True).first()
+    if image is not None and image.cloud_init != manifest.get("cloud_init", False):
+        image.cloud_init = manifest.get("cloud_init", False)
+        image.save(update_fields=["cloud_init"])
+    return image
+
+
 @audited("image.register_kernel", area="compute")
 def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro: str = "", os_version: str = "",
                           visibility: str = Image.PUBLIC) -> Image:
     """A platform image that boots a kernel + initrd directly (no disk), from a folder with a
-    manifest.json (files, sha256, cmdline). Registering the same files again returns the
-    existing image."""
+    manifest.json (files, sha256, cmdline, cloud_init). Registering the same files again returns
+    the existing image."""
     require_operator(actor)
     manifest, files = _seed_files(directory, ("kernel", "initrd"))
-    existing = Image.objects.filter(
+    existing = _registered(Image.objects.filter(
         boot=Image.KERNEL, kernel_file=str(files["kernel"][0]), initrd_file=str(files["initrd"][0]),
-        checksum_sha256=files["kernel"][1]["sha256"], deleted_at__isnull=True,
-    ).first()
+        checksum_sha256=files["kernel"][1]["sha256"],
+    ), manifest)
     if existing is not None:
         return existing
     return Image.objects.create(
@@ -217,7 +228,7 @@ def register_kernel_image(actor: Actor, *, name: str, directory: Path, os_distro
         boot=Image.KERNEL, kernel_file=str(files["kernel"][0]), initrd_file=str(files["initrd"][0]),
         cmdline=manifest.get("cmdline", ""), size_bytes=sum(entry["size"] for _, entry in files.values()),
         checksum_sha256=files["kernel"][1]["sha256"], min_ram_mb=manifest.get("min_ram_mb", 96),
-        created_by=actor.user,
+        cloud_init=manifest.get("cloud_init", False), created_by=actor.user,
     )
 
 
@@ -229,8 +240,8 @@ def register_disk_image(actor: Actor, *, name: str, directory: Path, os_distro: 
     require_operator(actor)
     manifest, files = _seed_files(directory, ("disk",))
     path, entry = files["disk"]
-    existing = Image.objects.filter(boot=Image.DISK, disk_file=str(path), checksum_sha256=entry["sha256"],
-                                    deleted_at__isnull=True).first()
+    existing = _registered(Image.objects.filter(boot=Image.DISK, disk_file=str(path), checksum_sha256=entry["sha256"]),
+                           manifest)
     if existing is not None:
         return existing
     return Image.objects.create(
@@ -238,7 +249,7 @@ def register_disk_image(actor: Actor, *, name: str, directory: Path, os_distro: 
         os_version=os_version or manifest.get("kernel_version", ""), arch=manifest.get("arch", "x86_64"),
         boot=Image.DISK, disk_format=entry.get("format", "qcow2"), disk_file=str(path), size_bytes=entry["size"],
         checksum_sha256=entry["sha256"], min_disk_gb=-(-entry.get("virtual_size", 1) // (1 << 30)),
-        min_ram_mb=manifest.get("min_ram_mb", 96), created_by=actor.user,
+        min_ram_mb=manifest.get("min_ram_mb", 96), cloud_init=manifest.get("cloud_init", False), created_by=actor.user,
     )
 
 
@@ -384,11 +395,13 @@ def _instance_usage(flavor: Flavor, count: int = 1, *, boot_disk: bool = False) 
 def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pair: str | None = None,
                      count: int = 1, availability_zone: str | None = None, user_data: str = "",
                      description: str = "", isolation_group: str | None = None, subnet: str | None = None,
-                     security_groups: list[str] | None = None, ip_address: str | None = None) -> list[Instance]:
+                     security_groups: list[str] | None = None, ip_address: str | None = None,
+                     password: str = "") -> list[Instance]:
     """Create `count` instances: validate, count quota, place each on a host (claims under row
     locks), write them `pending` with an operation, and queue their provisioning on commit.
     With a `subnet`, each gets its primary interface there (`security_groups`, default the
-    VPC's default group; `ip_address` for a single instance)."""
+    VPC's default group; `ip_address` for a single instance). A root `password` (images that
+    run cloud-init) is kept only as a hash and reaches the guest in its seed (cloudinit.py)."""
     from apps.network import services as network
     from apps.compute.tasks import provision_instance
     from apps.core.services import start_operation
@@ -405,6 +418,8 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         errors["count"] = [f"Between 1 and {MAX_BATCH}."]
     if len(user_data.encode()) > USER_DATA_LIMIT:
         errors["user_data"] = [f"At most {USER_DATA_LIMIT // 1024} KiB."]
+    if password and (problems := cloudinit.password_errors(password)):
+        errors["password"] = problems
     if ip_address and count != 1:
         errors["ip_address"] = ["One address fits one instance; leave it out for a batch."]
     if (security_groups is not None or ip_address) and not subnet:
@@ -425,6 +440,12 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         if zone is None:
             raise NotFound(f"No availability zone {availability_zone}.", fields={"availability_zone": ["Unknown."]})
     _check_fit(flavor_obj, image_obj)
+    if password and not image_obj.cloud_init:
+        # Only cloud-init reads the seed's chpasswd; a guest agent sets passwords of running guests.
+        hint = " Set it with reset-password once the instance runs." if image_obj.guest_agent else ""
+        raise ValidationFailed(f"Image {image_obj.name} runs no cloud-init.{hint}",
+                               fields={"password": ["This image cannot take a password at create."]})
+    password_hash = cloudinit.hash_password(password) if password else ""
     subnet_obj = network.resolve_subnet(actor, subnet) if subnet else None
     if subnet_obj and subnet_obj.vpc.region.code != settings.PORTAL_DEFAULT_REGION:
         raise ValidationFailed(f"Subnet {subnet_obj.public_id} is in region {subnet_obj.vpc.region.code}.",
@@ -441,7 +462,7 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
             tenant=tenant, created_by=actor.user, name=name if count == 1 else f"{name}-{n + 1}",
             description=description, region=settings.PORTAL_DEFAULT_REGION, availability_zone=zone, host=host,
             flavor=flavor_obj, image=image_obj, key_pair=key_pair_obj, group=group, vcpus=flavor_obj.vcpus,
-            ram_mb=flavor_obj.ram_mb, user_data=user_data,
+            ram_mb=flavor_obj.ram_mb, user_data=user_data, password_hash=password_hash,
         )
         if subnet_obj:
             network.create_instance_port(actor, instance=instance, subnet=subnet_obj,
@@ -475,9 +496,11 @@ def publish_instance(instance: Instance) -> None:
                                         "reason": instance.status_reason})
 
 
-def _transition(actor: Actor, instance: Instance, action: str, allowed: tuple[str, ...], new_status: str) -> Instance:
-    """Check the action against role/grants and the state machine, then move to `new_status`."""
-    permissions.require(actor, instance, action)
+def _transition(actor: Actor, instance: Instance, action: str, allowed: tuple[str, ...], new_status: str, *,
+                permission: str = "") -> Instance:
+    """Check the action (or `permission`) against role/grants and the state machine, then move
+    to `new_status`."""
+    permissions.require(actor, instance, permission or action)
     instance = Instance.objects.select_for_update().get(pk=instance.pk)
     if instance.status not in allowed:
         raise Conflict(f"Cannot {action} instance {instance.public_id} while it is {instance.status}.",
@@ -520,15 +543,64 @@ def reboot_instance(actor: Actor, *, instance: Instance, hard: bool = False) -> 
 
 
 @audited("instance.delete", area="compute")
-def delete_instance(actor: Actor, *, instance: Instance) -> Instance:
-    """Power off and remove the domain; the claim and the quota are given back by the task."""
+def delete_instance(actor: Actor, *, instance: Instance, force: bool = False) -> Instance:
+    """To the recycle bin for PlatformSettings.recycle_bin_hours: shut down, with its host
+    claim, addresses, volumes and quota kept, restorable. At once (the domain removed, the
+    claim and quota given back by the task) with `force`, when the retention is 0, from the
+    recycle bin, or for an instance that is not running or stopped."""
     from apps.compute import tasks
+    from apps.core.models import PlatformSettings
     from apps.core.tasks import enqueue_on_commit
 
+    hours = PlatformSettings.load().recycle_bin_hours
+    status = Instance.objects.select_for_update().values_list("status", flat=True).get(pk=instance.pk)
+    if hours and not force and status in (Instance.RUNNING, Instance.STOPPED):
+        instance = _transition(actor, instance, "delete", (Instance.RUNNING, Instance.STOPPED), Instance.RECYCLING)
+        enqueue_on_commit(tasks.recycle_instance, instance.pk, resource=instance)
+        return instance
     allowed = tuple(s for s, _ in Instance.STATUS_CHOICES if s not in (Instance.DELETING, Instance.DELETED))
     instance = _transition(actor, instance, "delete", allowed, Instance.DELETING)
     enqueue_on_commit(tasks.destroy_instance, instance.pk, resource=instance)
     return instance
+
+
+@audited("instance.restore", area="compute")
+def restore_instance(actor: Actor, *, instance: Instance) -> Instance:
+    """Back from the recycle bin, started again (its claim and resources were kept)."""
+    from apps.compute import tasks
+    from apps.core.tasks import enqueue_on_commit
+
+    instance = _transition(actor, instance, "restore", (Instance.RECYCLED,), Instance.STARTING, permission="delete")
+    instance.recycled_at = None
+    instance.save(update_fields=["recycled_at"])
+    enqueue_on_commit(tasks.start_instance, instance.pk, resource=instance)
+    return instance
+
+
+def purge_recycled_instances() -> int:
+    """Delete the instances whose time in the recycle bin is over (scheduled)."""
+    from datetime import timedelta
+
+    from apps.compute import tasks
+    from apps.core.audit import record
+    from apps.core.models import PlatformSettings
+    from apps.core.tasks import enqueue_on_commit
+
+    hours = PlatformSettings.load().recycle_bin_hours
+    due = Instance.objects.filter(status=Instance.RECYCLED, recycled_at__lte=timezone.now() - timedelta(hours=hours))
+    count = 0
+    for instance_id in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            instance = Instance.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=instance_id)
+            if instance.status != Instance.RECYCLED:
+                continue
+            instance.status, instance.status_reason = Instance.DELETING, "Its time in the recycle bin is over"
+            instance.save(update_fields=["status", "status_reason", "updated_at"])
+            record(Actor.system(tenant=instance.tenant), action="instance.purge", area="compute", resource=instance)
+            publish_instance(instance)
+            enqueue_on_commit(tasks.destroy_instance, instance.pk, resource=instance)
+            count += 1
+    return count
 
 
 @audited("instance_group.create", area="compute")
@@ -556,18 +628,29 @@ def delete_instance_group(actor: Actor, *, group: InstanceGroup) -> InstanceGrou
 
 @audited("instance.rebuild", area="compute")
 def rebuild_instance(actor: Actor, *, instance: Instance, image: str | None = None) -> Instance:
-    """Reinstall from the same or another image: the domain is recreated, the id, size and
-    host stay. A stopped instance comes back running, as after a fresh create."""
+    """Reinstall from the same or another image of the same boot type: the domain is
+    recreated (a disk-image instance's boot volume cloned again from the image; data volumes
+    stay attached); the id, size, addresses and host stay. A stopped instance comes back
+    running, as after a fresh create."""
     from apps.compute import tasks
     from apps.core.tasks import enqueue_on_commit
 
     permissions.require(actor, instance, "rebuild")
-    if instance.image.boot == Image.DISK:
-        raise Conflict(f"{instance.public_id} boots from a volume: rebuilding it is not supported yet; create a new "
-                       "instance (its data volumes can move over).", code="unsupported")
     new_image = lookup(actor, Image.objects, image, field="image", label="image") if image else instance.image
     flavor = Flavor.objects.get(pk=instance.flavor_id)
     _check_fit(flavor, new_image)
+    if new_image.boot != instance.image.boot:
+        raise ValidationFailed(f"{instance.public_id} boots from a {instance.image.get_boot_display()}; a rebuild "
+                               "keeps that.", fields={"image": [f"Choose a {instance.image.boot} image."]})
+    if instance.image.boot == Image.DISK:
+        from apps.storage import services as storage
+
+        # The boot disk is cloned again: snapshots inside it would be lost with the old data.
+        root = storage.root_volume(instance)
+        taken = list(root.snapshots.exclude(status="deleted").values_list("public_id", flat=True)) if root else []
+        if taken:
+            raise Conflict(f"The boot disk {root.public_id} has snapshots ({', '.join(taken)}); a rebuild replaces "
+                           "its data: delete them (or copy them to volumes) first.", code="has_snapshots")
     instance = _transition(actor, instance, "rebuild", (Instance.RUNNING, Instance.STOPPED, Instance.ERROR),
                            Instance.REBUILDING)
     if instance.host_id is None:
@@ -580,21 +663,41 @@ def rebuild_instance(actor: Actor, *, instance: Instance, image: str | None = No
 
 @audited("instance.resize", area="compute")
 def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instance:
-    """Change the flavor of a stopped instance on its host: quota and host claim follow the
-    difference, checked under their row locks. (Domains are defined without spare vCPU/RAM
-    slots, so a running instance is not resized in place.)"""
+    """Change the flavor on the instance's host: quota and host claim follow the difference,
+    checked under their row locks. A stopped instance gets its definition redone (it may
+    shrink); a running one only grows, in place (vCPUs and memory DIMMs plugged into the
+    live guest) within the room its domain was started with. A bigger root disk grows the
+    boot volume; root disks never shrink."""
     from apps.compute import tasks
+    from apps.compute.drivers.base import Unsupported, check_hot_resize
     from apps.core.tasks import enqueue_on_commit
     from apps.tenants import quotas
 
     permissions.require(actor, instance, "resize")
     new = lookup(actor, Flavor.objects, flavor, field="flavor", label="flavor", key="name")
-    locked = Instance.objects.select_for_update(of=("self",)).select_related("image", "host").get(pk=instance.pk)
-    if locked.status != Instance.STOPPED:
-        raise Conflict(f"Stop instance {locked.public_id} to resize it (it is {locked.status}).", code="invalid_state")
+    locked = Instance.objects.select_for_update(of=("self",)).select_related("image", "host", "flavor").get(
+        pk=instance.pk)
+    if locked.status not in (Instance.STOPPED, Instance.RUNNING):
+        raise Conflict(f"Cannot resize instance {locked.public_id} while it is {locked.status}.",
+                       code="invalid_state")
     if new.pk == locked.flavor_id:
         raise ValidationFailed("That is the current flavor.", fields={"flavor": ["Choose another flavor."]})
     _check_fit(new, locked.image)
+    boot_disk = locked.image.boot == Image.DISK
+    if boot_disk and new.disk_gb < locked.flavor.disk_gb:
+        raise ValidationFailed(f"Root disks do not shrink: {new.name} has {new.disk_gb} GB, the instance "
+                               f"{locked.flavor.disk_gb} GB.", fields={"flavor": ["Choose a flavor with a disk "
+                                                                                 "at least as large."]})
+    live = locked.status == Instance.RUNNING
+    if live:
+        try:
+            domain = get_compute_driver(locked.host.uri).domain_info(locked.public_id)
+            check_hot_resize(domain, vcpus=new.vcpus, memory_mb=new.ram_mb)
+        except Unsupported as exc:
+            raise Conflict(f"{new.name} cannot be applied to the running instance: {exc}. Stop it to resize it.",
+                           code="unsupported")
+        except DriverError as exc:
+            raise Conflict(f"The host did not answer about {locked.public_id}: {exc}", code="host_error")
     dv, dm = new.vcpus - locked.vcpus, new.ram_mb - locked.ram_mb
     grow = {k: v for k, v in {"vcpus": dv, "ram_mb": dm}.items() if v > 0}
     shrink = {k: -v for k, v in {"vcpus": dv, "ram_mb": dm}.items() if v < 0}
@@ -609,11 +712,15 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     host.vcpus_used += dv
     host.memory_mb_used += dm
     host.save(update_fields=["vcpus_used", "memory_mb_used"])
+    if boot_disk and new.disk_gb > locked.flavor.disk_gb:
+        from apps.storage import services as storage
+
+        storage.resize_volume(actor, volume=storage.root_volume(locked), size_gb=new.disk_gb)
     locked.flavor, locked.vcpus, locked.ram_mb = new, new.vcpus, new.ram_mb
     locked.status, locked.status_reason = Instance.RESIZING, ""
     locked.save(update_fields=["flavor", "vcpus", "ram_mb", "status", "status_reason", "updated_at"])
     publish_instance(locked)
-    enqueue_on_commit(tasks.resize_instance, locked.pk, resource=locked)
+    enqueue_on_commit(tasks.resize_instance, locked.pk, int(live), resource=locked)
     return locked
 
 
@@ -646,64 +753,91 @@ def _move_request(instance: Instance, *, exclude: tuple[int, ...]) -> scheduler.
                              exclude_host_ids=exclude)
 
 
-def _start_move(instance: Instance, target: Host | None, *, from_down_host: bool) -> Instance:
-    """Claim the target now (under its row lock) and queue the move; the source claim is given
-    back by the task once the domain left the source."""
+def _check_movable(instance: Instance) -> None:
+    """Only disks the target reaches move with the instance: RBD volumes (network storage). A
+    dir pool's files stay on their host (a kernel-boot instance may have no disk at all)."""
+    from apps.storage.models import StoragePool, VolumeAttachment
+
+    local = (VolumeAttachment.objects.select_related("volume__pool__host").filter(instance=instance)
+             .exclude(volume__pool__backend=StoragePool.RBD).first())
+    if local is not None:
+        pool = local.volume.pool
+        raise Conflict(f"{instance.public_id} has volume {local.volume.public_id} in pool {pool.name} on host "
+                       f"{pool.host.name if pool.host_id else '?'}; moving it needs shared block storage (RBD).",
+                       code="unsupported")
+
+
+def _start_move(actor: Actor, instance: Instance, target: Host | None, *, live: bool = False,
+                from_down_host: bool = False) -> Instance:
+    """Claim the target now (under its row lock) and queue the move, live (the guest runs on;
+    its progress in an operation) or cold; the source claim is given back by the task once the
+    domain left the source."""
     from apps.compute import tasks
+    from apps.core.services import start_operation
     from apps.core.tasks import enqueue_on_commit
 
     source_id = instance.host_id
-    if instance.image.boot != Image.KERNEL:
-        raise Conflict(f"{instance.public_id} has its disk on the host; moving it needs shared block storage.",
-                       code="unsupported")
+    _check_movable(instance)
     new_host = scheduler.claim(_move_request(instance, exclude=(source_id,)), host=target)
     was = instance.status
-    instance.status, instance.status_reason = Instance.MIGRATING, f"to {new_host.name}"
+    instance.status, instance.status_reason = Instance.MIGRATING, f"{'live ' if live else ''}to {new_host.name}"
     instance.save(update_fields=["status", "status_reason", "updated_at"])
     publish_instance(instance)
-    enqueue_on_commit(tasks.move_instance, instance.pk, source_id, new_host.pk, int(was == Instance.RUNNING),
-                      int(from_down_host))
+    if live:
+        operation = start_operation(actor, area="compute", kind="instance.live_migrate", tenant=instance.tenant,
+                                    name=f"Live-migrate {instance.name}", resource_id=instance.public_id,
+                                    params={"source": instance.host.name, "target": new_host.name})
+        enqueue_on_commit(tasks.live_migrate_instance, instance.pk, source_id, new_host.pk, operation.pk,
+                          resource=instance)
+    else:
+        enqueue_on_commit(tasks.move_instance, instance.pk, source_id, new_host.pk, int(was == Instance.RUNNING),
+                          int(from_down_host), resource=instance)
     return instance
 
 
 @audited("instance.migrate", area="compute")
-def migrate_instance(actor: Actor, *, instance: Instance, host: Host | None = None) -> Instance:
-    """Cold migration by an operator: the guest is powered off on its host, defined on the
-    target (chosen by the scheduler unless given) and powered on again if it was running."""
+def migrate_instance(actor: Actor, *, instance: Instance, host: Host | None = None, live: bool = False) -> Instance:
+    """An operator moves an instance to another host (chosen by the scheduler unless given).
+    Cold: the guest is powered off, defined on the target and powered on again if it was
+    running. Live (running instances only): its memory is copied while it runs, and it pauses
+    only for the switch-over; a failed live migration leaves it running where it was."""
     require_operator(actor)
-    instance = Instance.objects.select_for_update(of=("self",)).select_related("image", "host").get(pk=instance.pk)
-    if instance.status not in (Instance.RUNNING, Instance.STOPPED):
-        raise Conflict(f"Cannot migrate instance {instance.public_id} while it is {instance.status}.",
-                       code="invalid_state")
+    instance = (Instance.objects.select_for_update(of=("self",)).select_related("image", "host", "tenant")
+                .get(pk=instance.pk))
+    if instance.status not in ((Instance.RUNNING,) if live else (Instance.RUNNING, Instance.STOPPED)):
+        hint = " A cold migration moves a stopped instance." if live and instance.status == Instance.STOPPED else ""
+        raise Conflict(f"Cannot {'live-' if live else ''}migrate instance {instance.public_id} while it is "
+                       f"{instance.status}.{hint}", code="invalid_state")
     if host is not None and host.pk == instance.host_id:
         raise ValidationFailed("The instance is on that host already.", fields={"host": ["Choose another host."]})
-    return _start_move(instance, host, from_down_host=False)
+    return _start_move(actor, instance, host, live=live)
 
 
 @audited("host.drain", area="compute")
 def drain_host(actor: Actor, *, host: Host) -> Host:
-    """Take a host out of service: no new instances, and every instance moved elsewhere."""
+    """Take a host out of service: no new instances, and every instance moved elsewhere, the
+    running ones live (a guest whose live migration fails keeps running here)."""
     require_operator(actor)
     host = Host.objects.select_for_update().get(pk=host.pk)
     host.state, host.state_reason = Host.DISABLED, "draining"
     host.save(update_fields=["state", "state_reason"])
-    for instance in Instance.objects.select_for_update(of=("self",)).select_related("image").filter(
+    for instance in Instance.objects.select_for_update(of=("self",)).select_related("image", "host", "tenant").filter(
             host=host, deleted_at__isnull=True, status__in=(Instance.RUNNING, Instance.STOPPED)):
-        _start_move(instance, None, from_down_host=False)
+        _start_move(actor, instance, None, live=instance.status == Instance.RUNNING)
     return host
 
 
 @audited("host.evacuate", area="compute")
 def evacuate_host(actor: Actor, *, host: Host) -> Host:
     """Rebuild the instances of a host that is down on other hosts (their disks must not live
-    on the dead host: kernel images have none)."""
+    on the dead host: kernel images have none, RBD volumes are reached from anywhere)."""
     require_operator(actor)
     host = Host.objects.select_for_update().get(pk=host.pk)
     if host.state != Host.DOWN:
         raise Conflict(f"Host {host.name} is {host.state}; only a host that is down is evacuated (drain it instead).")
     for instance in Instance.objects.select_for_update(of=("self",)).select_related("image").filter(
             host=host, deleted_at__isnull=True).exclude(status__in=(Instance.DELETING, Instance.MIGRATING)):
-        _start_move(instance, None, from_down_host=True)
+        _start_move(actor, instance, None, from_down_host=True)
     return host
 
 
@@ -760,15 +894,18 @@ def _observed(instance: Instance, status: str, reason: str, action: str = "insta
 
 
 @transaction.atomic
-def apply_domain_event(event) -> Instance | None:
+def apply_domain_event(event, *, host_uri: str = "") -> Instance | None:
     """A libvirt lifecycle event: follow changes made outside the portal (the guest powered
     itself off, crashed, or was started by an operator). Transitional states belong to the
-    task that is driving them, so events never race a task."""
+    task that is driving them, so events never race a task. An event from another host than
+    the instance's (`host_uri`, when the listener says it) is stale: the source of a finished
+    migration reports its copy stopped after the instance moved on."""
     from apps.compute.drivers.base import CRASHED, RUNNING, SHUTOFF
 
-    instance = Instance.objects.select_for_update(of=("self",)).select_related("tenant").filter(
+    instance = Instance.objects.select_for_update(of=("self",)).select_related("tenant", "host").filter(
         public_id=event.name, deleted_at__isnull=True).first()
-    if instance is None or instance.is_transitional:
+    stale = host_uri and instance is not None and instance.host_id and instance.host.uri != host_uri
+    if instance is None or instance.is_transitional or stale:
         return instance
     if instance.status == Instance.RUNNING and event.state == SHUTOFF:
         _observed(instance, Instance.STOPPED, f"Powered off outside the portal ({event.detail}).")

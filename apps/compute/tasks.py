@@ -13,8 +13,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.compute import imagestore, scheduler, services
-from apps.compute.drivers.base import SHUTOFF, DomainSpec, DriverError, KernelBoot
+from apps.compute import cloudinit, imagestore, scheduler, services
+from apps.compute.drivers.base import (
+    RUNNING,
+    SHUTOFF,
+    DiskSpec,
+    DomainSpec,
+    DriverError,
+    KernelBoot,
+    MigrationProgress,
+)
 from apps.compute.hypervisors import get_compute_driver
 from apps.storage.backends import get_storage_driver
 from apps.compute.models import Host, Image, Instance
@@ -36,10 +44,32 @@ def serial_log_path(instance: Instance) -> Path:
     return Path(settings.PORTAL_LIBVIRT_DIR) / "logs" / f"{instance.public_id}.log"
 
 
+def seed_path(instance: Instance) -> Path:
+    return Path(settings.PORTAL_LIBVIRT_DIR) / "seeds" / f"{instance.public_id}.iso"
+
+
+def _seed_disks(instance: Instance) -> tuple[DiskSpec, ...]:
+    """The cloud-init seed as a CD-ROM, written now from the row (so a rebuild, a move or a
+    reconcile brings the guest the same one): for images that run cloud-init, whose NoCloud
+    datasource then answers at once instead of cloud-init probing for others; and for any
+    image given user data or a key pair, which a guest may read without cloud-init."""
+    if not (instance.image.cloud_init or instance.user_data or instance.key_pair_id):
+        return ()
+    path = seed_path(instance)
+    cloudinit.write_seed(path, cloudinit.Seed(
+        instance_id=instance.public_id, hostname=cloudinit.hostname(instance.name, instance.public_id),
+        user_data=instance.user_data, public_keys=(instance.key_pair.public_key,) if instance.key_pair_id else (),
+        password_hash=instance.password_hash,
+    ))
+    # IDE: machine `pc` has its PIIX IDE controller built in (SATA would add an AHCI one). A seed
+    # is never hot-plugged, which IDE cannot do.
+    return (DiskSpec(path=str(path), format="raw", target="hdc", bus="ide", read_only=True, device="cdrom"),)
+
+
 def domain_spec(instance: Instance) -> DomainSpec:
     """The domain as the database wants it, with every volume plugged in (the root disk of a
-    disk-image instance first) and every network interface, so recreating or redefining it
-    keeps them."""
+    disk-image instance first), its cloud-init seed and every network interface, so recreating
+    or redefining it keeps them."""
     from apps.network import services as network
     from apps.storage import services as storage
 
@@ -52,11 +82,21 @@ def domain_spec(instance: Instance) -> DomainSpec:
     log.parent.mkdir(parents=True, exist_ok=True)
     return DomainSpec(
         name=instance.public_id, vcpus=instance.vcpus, memory_mb=instance.ram_mb, virt_type=host.effective_virt_type,
-        arch=image.arch, kernel=kernel, disks=storage.instance_disks(instance), nics=network.instance_nics(instance),
+        arch=image.arch, kernel=kernel, disks=(*storage.instance_disks(instance), *_seed_disks(instance)),
+        nics=network.instance_nics(instance), **hotplug_room(instance),
         serial_log=str(log),
         vnc_listen=host.management_address, title=instance.name[:64],
         labels=(("tenant", instance.tenant.public_id), ("instance", instance.public_id)),
     )
+
+
+def hotplug_room(instance: Instance) -> dict[str, int]:
+    """How far the domain may grow while it runs: PORTAL_HOTPLUG_MAX_VCPUS/_RAM_MB, never
+    beyond what its host has (0 turns hot resize off)."""
+    host = instance.host
+    vcpus = min(settings.PORTAL_HOTPLUG_MAX_VCPUS, host.vcpus or settings.PORTAL_HOTPLUG_MAX_VCPUS)
+    memory_mb = min(settings.PORTAL_HOTPLUG_MAX_RAM_MB, host.memory_mb or settings.PORTAL_HOTPLUG_MAX_RAM_MB)
+    return {"max_vcpus": max(vcpus, instance.vcpus), "max_memory_mb": memory_mb if memory_mb > instance.ram_mb else 0}
 
 
 def _set_status(instance_id: int, status: str, reason: str = "", **fields) -> Instance:
@@ -113,8 +153,8 @@ def _power(instance_id: int, expected: str, action) -> None:
         return
     try:
         action(get_compute_driver(instance.host.uri), instance)
-    except DriverError as exc:
-        _set_status(instance_id, Instance.ERROR, f"{expected} failed: {exc}")
+    except (DriverError, DomainError) as exc:
+        _set_status(instance_id, Instance.ERROR, f"{expected} failed: {getattr(exc, 'message', None) or exc}")
 
 
 def start_instance(instance_id: int) -> None:
@@ -125,21 +165,35 @@ def start_instance(instance_id: int) -> None:
     _power(instance_id, Instance.STARTING, run)
 
 
-def stop_instance(instance_id: int, force: int = 0) -> None:
+def _shut_down(driver, name: str, *, force: bool) -> None:
     """ACPI first; power off when the guest has not stopped within PORTAL_STOP_TIMEOUT."""
+    if not force:
+        driver.stop_domain(name)
+        deadline = time.monotonic() + settings.PORTAL_STOP_TIMEOUT
+        while time.monotonic() < deadline and driver.domain_info(name).state != SHUTOFF:
+            time.sleep(1)
+    if driver.domain_info(name).state != SHUTOFF:
+        driver.stop_domain(name, force=True)
 
+
+def stop_instance(instance_id: int, force: int = 0) -> None:
     def run(driver, instance):
-        name = instance.public_id
-        if not force:
-            driver.stop_domain(name)
-            deadline = time.monotonic() + settings.PORTAL_STOP_TIMEOUT
-            while time.monotonic() < deadline and driver.domain_info(name).state != SHUTOFF:
-                time.sleep(1)
-        if driver.domain_info(name).state != SHUTOFF:
-            driver.stop_domain(name, force=True)
+        _shut_down(driver, instance.public_id, force=bool(force))
         _set_status(instance.pk, Instance.STOPPED)
 
     _power(instance_id, Instance.STOPPING, run)
+
+
+def recycle_instance(instance_id: int) -> None:
+    """Shut the deleted instance down and leave it in the recycle bin (see services)."""
+    from apps.core.models import PlatformSettings
+
+    def run(driver, instance):
+        _shut_down(driver, instance.public_id, force=False)
+        hours = PlatformSettings.load().recycle_bin_hours
+        _set_status(instance.pk, Instance.RECYCLED, f"In the recycle bin for {hours} h", recycled_at=timezone.now())
+
+    _power(instance_id, Instance.RECYCLING, run)
 
 
 def reboot_instance(instance_id: int, hard: int = 0) -> None:
@@ -155,18 +209,27 @@ def rebuild_instance(instance_id: int) -> None:
 
     def run(driver, instance):
         driver.delete_domain(instance.public_id)
+        if instance.image.boot == Image.DISK:
+            from apps.storage import services as storage
+
+            storage.ensure_root_volume(instance, reimage=True)
         driver.ensure_domain(domain_spec(instance))
         _set_status(instance.pk, Instance.RUNNING, launched_at=timezone.now())
 
     _power(instance_id, Instance.REBUILDING, run)
 
 
-def resize_instance(instance_id: int) -> None:
-    """Redefine the stopped domain with the new size; it stays stopped."""
+def resize_instance(instance_id: int, live: int = 0) -> None:
+    """Grow the running guest in place (`live`), or redefine the stopped domain with the new
+    size (it stays stopped)."""
 
     def run(driver, instance):
-        driver.redefine_domain(domain_spec(instance))
-        _set_status(instance.pk, Instance.STOPPED)
+        if live:
+            driver.hot_resize(instance.public_id, vcpus=instance.vcpus, memory_mb=instance.ram_mb)
+            _set_status(instance.pk, Instance.RUNNING)
+        else:
+            driver.redefine_domain(domain_spec(instance))
+            _set_status(instance.pk, Instance.STOPPED)
 
     _power(instance_id, Instance.RESIZING, run)
 
@@ -189,19 +252,94 @@ def move_instance(instance_id: int, source_id: int, target_id: int, power_on: in
         else:
             driver.redefine_domain(domain_spec(instance))
     except DriverError as exc:
-        with transaction.atomic():
-            scheduler.release(target_id, vcpus=instance.vcpus, ram_mb=instance.ram_mb)
-        _set_status(instance_id, Instance.ERROR, f"migration to {target.name} failed: {exc}")
+        _move_failed(instance_id, target_id, Instance.ERROR, f"migration to {target.name} failed: {exc}")
         return
+    _moved(instance_id, source_id, target, Instance.RUNNING if power_on else Instance.STOPPED,
+           f"moved from {source.name}")
+
+
+def _moved(instance_id: int, source_id: int, target: Host, status: str, reason: str) -> None:
+    """The domain is on the target: the instance follows it, and the source claim is given
+    back (once: a re-run finds the instance on the target already)."""
     with transaction.atomic():
         locked = Instance.objects.select_for_update().get(pk=instance_id)
         if locked.host_id == source_id:
             scheduler.release(source_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
             locked.host = target
-        locked.status = Instance.RUNNING if power_on else Instance.STOPPED
-        locked.status_reason = f"moved from {source.name}"
+        locked.status, locked.status_reason = status, reason
         locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
         services.publish_instance(locked)
+
+
+def _move_failed(instance_id: int, target_id: int, status: str, reason: str) -> None:
+    """The move did not happen: the target claim is given back (once) and the instance says why."""
+    with transaction.atomic():
+        locked = Instance.objects.select_for_update().get(pk=instance_id)
+        if locked.status != Instance.MIGRATING:
+            return
+        scheduler.release(target_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
+        locked.status, locked.status_reason = status, reason[:512]
+        locked.save(update_fields=["status", "status_reason", "updated_at"])
+        services.publish_instance(locked)
+
+
+def _runs_on(driver, name: str) -> bool:
+    """Whether the domain runs on the driver's host (False when missing or the host is silent)."""
+    try:
+        return driver.domain_info(name).state == RUNNING
+    except DriverError:
+        return False
+
+
+def live_migrate_instance(instance_id: int, source_id: int, target_id: int, operation_id: int) -> None:
+    """Live migration (services.migrate_instance): the guest's memory is copied to the target
+    (claimed by the service) while it runs, the copy's progress shown in the operation. A
+    re-run after a dead worker looks where the domain is: running on the target, the move is
+    done (a copy left paused on the source goes); still on the source, it migrates again.
+    The source claim is given back once the domain left it; a failure leaves the guest running
+    on the source and gives the target claim back."""
+    instance = _load(instance_id)
+    if instance.status != Instance.MIGRATING:
+        return
+    source, target = Host.objects.get(pk=source_id), Host.objects.get(pk=target_id)
+    here, there = get_compute_driver(source.uri), get_compute_driver(target.uri)
+    name, started, reports = instance.public_id, time.monotonic(), []
+
+    def report(progress: MigrationProgress) -> None:
+        """Each new percent or pass of the copy into the operation (libvirt is read twice a second)."""
+        seen = {(p.percent, p.iteration) for p in reports}
+        reports.append(progress)
+        if progress.downtime_ms is None and (progress.percent, progress.iteration) not in seen:
+            left = f"{progress.remaining_bytes >> 20} of {progress.total_bytes >> 20} MiB left"
+            core_services.operation_step(operation_id, step=f"copying memory: {left}, pass {progress.iteration}",
+                                         progress=5 + 90 * progress.percent // 100)
+
+    try:
+        if not _runs_on(there, name):
+            if here.domain_info(name).state == RUNNING:  # NotFound: the guest is on neither host
+                there.delete_domain(name)  # the incoming copy of an attempt whose worker died, if any
+            instance.host = target
+            domain_spec(instance)  # the target gets what the guest opens there: RBD keys, seed, log folder
+            core_services.operation_step(operation_id, step="copying memory", progress=5,
+                                         log=f"from {source.name} to {target.name}")
+            here.migrate_domain(name, there, live=True, address=target.management_address,
+                                timeout=settings.PORTAL_LIVE_MIGRATION_TIMEOUT, progress=report)
+        here.delete_domain(name)  # gone already, unless a dead worker left it paused after the switch-over
+    except DriverError as exc:
+        # The operation first: a worker dying between the two leaves the row migrating, for a re-run.
+        core_services.operation_fail(operation_id, error=str(exc))
+        if _runs_on(here, name):
+            _move_failed(instance_id, target_id, Instance.RUNNING,
+                         f"live migration to {target.name} failed: {exc}; still running on {source.name}")
+        else:
+            _move_failed(instance_id, target_id, Instance.ERROR, f"live migration to {target.name} failed: {exc}")
+        return
+    seconds = round(time.monotonic() - started, 1)
+    downtime = reports[-1].downtime_ms if reports else None
+    core_services.operation_finish(operation_id, result={"target": target.name, "seconds": seconds,
+                                                         "downtime_ms": downtime},
+                                   log=f"running on {target.name} after {seconds} s, paused {downtime} ms")
+    _moved(instance_id, source_id, target, Instance.RUNNING, f"live-migrated from {source.name}")
 
 
 IMPORT_TIMEOUT = 60  # seconds without data before a download is abandoned
@@ -275,6 +413,7 @@ def destroy_instance(instance_id: int) -> None:
         instance_deleted.send(sender=Instance, instance=locked)
         services.publish_instance(locked)
     serial_log_path(instance).unlink(missing_ok=True)
+    seed_path(instance).unlink(missing_ok=True)
 
 
 def reconcile_instances() -> dict[str, dict]:

@@ -3,6 +3,7 @@
 from django.shortcuts import redirect
 
 from apps.compute import forms, selectors, services
+from apps.compute.models import Instance
 from apps.core.exceptions import Conflict
 from apps.core.views import ConsoleView, error_status
 from apps.network import selectors as network_selectors
@@ -24,10 +25,17 @@ class InstanceListView(ConsoleView):
         )
 
     def get(self, request, form=None, status=200):
-        template = "compute/_instance_rows.html" if request.headers.get("HX-Request") else None
+        instances = selectors.list_instances(self.actor)
+        recycled = instances.filter(status=Instance.RECYCLED)
+        if request.headers.get("HX-Request"):  # the live parts: the rows, or the recycle bin
+            if request.GET.get("part") == "recycle-bin":
+                return self.render({"recycled": recycled}, template="compute/_recycle_bin.html")
+            template = "compute/_instance_rows.html"
+        else:
+            template = None
         return self.render(
-            {"page": self.paginate(selectors.list_instances(self.actor)), "form": form or self._form(),
-             "can_create": self.actor.allows("compute", "create")},
+            {"page": self.paginate(instances.exclude(status=Instance.RECYCLED)), "recycled": recycled,
+             "form": form or self._form(), "can_create": self.actor.allows("compute", "create")},
             status=status, template=template,
         )
 
@@ -74,6 +82,8 @@ ACTIONS = {
     "reboot": (services.reboot_instance, {}),
     "hard-reboot": (services.reboot_instance, {"hard": True}),
     "delete": (services.delete_instance, {}),
+    "delete-now": (services.delete_instance, {"force": True}),
+    "restore": (services.restore_instance, {}),
 }
 
 
@@ -85,5 +95,6 @@ class InstanceActionView(ConsoleView):
         service, options = ACTIONS[action]
         self.call(None, service, instance=instance, success=f"{action.replace('-', ' ').capitalize()} requested.",
                   **options)
-        return redirect("instance-list" if action == "delete" else "instance-detail", **(
-            {} if action == "delete" else {"public_id": public_id}))
+        if action in ("delete", "delete-now", "restore"):
+            return redirect("instance-list")
+        return redirect("instance-detail", public_id=public_id)

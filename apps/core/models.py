@@ -193,7 +193,7 @@ class PlatformSettings(models.Model):
         max_length=255, blank=True, help_text="Shown on the sign-up page when sign-up is closed."
     )
     recycle_bin_hours = models.PositiveIntegerField(
-        default=24, help_text="Deleted volumes stay restorable this long; 0 deletes them at once."
+        default=24, help_text="Deleted instances and volumes stay restorable this long; 0 deletes them at once."
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -205,5 +205,6 @@ class PlatformSettings(models.Model):
 
     @classmethod
     def load(cls) -> PlatformSettings:
-        row, _ = cls.objects.get_or_create(pk=1, defaults={"signup_enabled": settings.PORTAL_SIGNUP_ENABLED})
+        row, _ = cls.objects.get_or_create(pk=1, defaults={"signup_enabled": settings.PORTAL_SIGNUP_ENABLED,
+                                                           "recycle_bin_hours": settings.PORTAL_RECYCLE_BIN_HOURS})
         return row

@@ -18,15 +18,18 @@ from apps.core.models import AuditRecord, Operation
 
 if TYPE_CHECKING:
     from apps.core.actor import Actor
+    from apps.tenants.models import Tenant
 
 # Progress bookkeeping of an operation whose starting service call is itself audited.
 UNAUDITED = ("start_operation", "operation_step", "operation_progress", "operation_finish", "operation_fail")
 
 
-def start_operation(actor: Actor, *, area: str, kind: str, name: str, resource_id: str = "", params=None) -> Operation:
-    """Record pending long work for the actor's tenant (call inside the caller's service)."""
+def start_operation(actor: Actor, *, area: str, kind: str, name: str, resource_id: str = "", params=None,
+                    tenant: Tenant | None = None) -> Operation:
+    """Record pending long work for the actor's tenant, or for `tenant` (an operator's work on a
+    tenant's resource), inside the caller's service."""
     return Operation.objects.create(
-        tenant=actor.tenant,
+        tenant=tenant or actor.tenant,
         created_by=actor.user if actor.user is not None else None,
         area=area,
         kind=kind,

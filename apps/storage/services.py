@@ -515,9 +515,11 @@ def root_volume(instance: Instance) -> Volume | None:
     return attachment.volume if attachment else None
 
 
-def ensure_root_volume(instance: Instance) -> Volume:
+def ensure_root_volume(instance: Instance, *, reimage: bool = False) -> Volume:
     """The root volume of a disk-image instance: a copy-on-write clone of its image, attached
-    as vda (made once; the instance's create counted its quota). Part of provisioning."""
+    as vda (made once; the instance's create counted its quota). Part of provisioning. With
+    `reimage` (a rebuild, the domain gone), an existing root volume's data is replaced by a
+    fresh clone of the instance's image; its id, size and attachment stay."""
     from apps.storage.tasks import image_base
 
     volume = root_volume(instance)
@@ -533,11 +535,13 @@ def ensure_root_volume(instance: Instance) -> Volume:
     driver = get_storage_driver(volume.pool)
     try:
         driver.import_image(image_base(instance.image), instance.image.disk_file)
+        if reimage:
+            driver.delete_volume(volume.public_id)
         driver.clone_image(volume.public_id, image_base(instance.image), volume.size_bytes)
     except StorageError as exc:
         Volume.objects.filter(pk=volume.pk).update(status=Volume.ERROR, status_reason=str(exc)[:512])
         raise Conflict(f"The boot disk could not be made: {exc}", code="storage_error") from exc
-    Volume.objects.filter(pk=volume.pk).update(status=Volume.IN_USE, status_reason="")
+    Volume.objects.filter(pk=volume.pk).update(status=Volume.IN_USE, status_reason="", image=instance.image)
     publish_volume(volume)
     return volume
 

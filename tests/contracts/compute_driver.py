@@ -3,7 +3,9 @@ libvirt with QEMU (tests/integration), so the fake cannot drift from the real th
 
 import pytest
 
-from apps.compute.drivers.base import RUNNING, SHUTOFF, ComputeDriver, DiskSpec, DomainSpec, DriverError, NotFound
+from apps.compute.drivers.base import (
+    RUNNING, SHUTOFF, ComputeDriver, DiskSpec, DomainSpec, DriverError, NotFound, Unsupported,
+)
 
 
 def spec(name: str, **overrides) -> DomainSpec:
@@ -63,7 +65,22 @@ def check_redefine(driver: ComputeDriver, name: str) -> None:
     assert (started.state, started.vcpus, started.memory_mb) == (RUNNING, 2, 192)
 
 
-CHECKS = [check_ensure_domain_is_idempotent, check_power_cycle, check_delete, check_redefine]
+def check_hot_resize(driver: ComputeDriver, name: str) -> None:
+    """A running domain grows in place within the room it was defined with, never shrinks."""
+    driver.ensure_domain(spec(name, max_vcpus=4, max_memory_mb=1024))
+    info = driver.domain_info(name)
+    assert (info.vcpus, info.memory_mb, info.max_vcpus, info.max_memory_mb) == (1, 128, 4, 1024)
+    grown = driver.hot_resize(name, vcpus=2, memory_mb=384)
+    assert (grown.state, grown.vcpus, grown.memory_mb) == (RUNNING, 2, 384)
+    assert driver.hot_resize(name, vcpus=2, memory_mb=384).memory_mb == 384  # a re-run adds nothing
+    for vcpus, memory_mb in ((1, 384), (8, 384), (2, 2048), (2, 400)):
+        with pytest.raises(Unsupported):
+            driver.hot_resize(name, vcpus=vcpus, memory_mb=memory_mb)
+    driver.stop_domain(name, force=True)  # the definition kept the growth
+    assert (driver.start_domain(name).vcpus, driver.domain_info(name).memory_mb) == (2, 384)
+
+
+CHECKS = [check_ensure_domain_is_idempotent, check_power_cycle, check_delete, check_redefine, check_hot_resize]
 
 
 def check_disk_hot_plug(driver: ComputeDriver, name: str, disk_path: str) -> None:
@@ -86,8 +103,40 @@ def check_disk_hot_plug(driver: ComputeDriver, name: str, disk_path: str) -> Non
 
 
 
+def check_cdrom(driver: ComputeDriver, name: str, iso_path: str) -> None:
+    """A read-only CD-ROM (the cloud-init seed: an ISO file at `iso_path`) in the definition:
+    the domain runs with it and keeps it through a power cycle."""
+    cdrom = DiskSpec(path=iso_path, format="raw", target="hdc", bus="ide", read_only=True, device="cdrom")
+    assert driver.ensure_domain(spec(name, disks=(cdrom,))).disks == ("hdc",)
+    driver.stop_domain(name, force=True)
+    assert driver.start_domain(name).disks == ("hdc",)
+
+
 def check_ceph_secret(driver: ComputeDriver) -> None:
     """A cephx key held under a UUID; setting it again (a rotated key) is fine."""
     uuid = "5f0c1b9e-7d1a-4c35-9a0e-000000c0ffee"
     driver.ensure_ceph_secret(uuid, "contract", b"0123456789abcdef")
     driver.ensure_ceph_secret(uuid, "contract", b"fedcba9876543210")
+
+
+def check_migration(driver: ComputeDriver, target: ComputeDriver, name: str) -> None:
+    """A running domain moves live to another host and keeps running there (with its labels and
+    a display), gone from here; a shut-off one cannot move live, and moves back offline."""
+    driver.ensure_domain(spec(name))
+    reports = []
+    moved = driver.migrate_domain(name, target, live=True, address="127.0.0.1", progress=reports.append)
+    assert (moved.name, moved.state, moved.vcpus, moved.memory_mb) == (name, RUNNING, 1, 128)
+    assert moved.vnc_host == "127.0.0.1" and moved.vnc_port and ("tenant", "tn-contract") in moved.labels
+    assert target.domain_info(name).state == RUNNING
+    with pytest.raises(NotFound):
+        driver.domain_info(name)
+    assert reports[-1].remaining_bytes == 0 and reports[-1].downtime_ms is not None  # the last report: done
+    with pytest.raises(NotFound):
+        driver.migrate_domain(name, target, live=True, address="127.0.0.1")
+    target.stop_domain(name, force=True)  # the target keeps a persistent definition
+    with pytest.raises(DriverError):
+        target.migrate_domain(name, driver, live=True, address="127.0.0.1")
+    assert target.migrate_domain(name, driver, live=False, address="127.0.0.1").state == SHUTOFF
+    with pytest.raises(NotFound):
+        target.domain_info(name)
+    assert driver.start_domain(name).state == RUNNING

@@ -40,6 +40,7 @@ from django.db import connections
 from apps.compute.drivers.base import Transient
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.models import Host, Image
+from tests.integration import second_host
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -278,6 +279,24 @@ def libvirt_driver() -> LibvirtDriver:
     except Transient as exc:
         pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
     return driver
+
+
+@pytest.fixture(scope="session")
+def second_libvirt_host() -> Iterator[second_host.SecondHost]:
+    """A second libvirtd on this machine (tests/integration/second_host.py), reached at its
+    `uri`, for moves between two real hypervisors; stopped (by PID) after the session."""
+    try:
+        LibvirtDriver(settings.PORTAL_LIBVIRT_URI).host_capacity()
+    except Transient as exc:
+        pytest.skip(f"libvirtd not reachable at {settings.PORTAL_LIBVIRT_URI} ({exc}); `make test` starts it")
+    try:
+        host = second_host.start(_output_dir() / "second-libvirtd.log")
+    except second_host.CannotStart as exc:
+        pytest.fail(f"the second libvirt host did not start: {exc}", pytrace=False)
+    try:
+        yield host
+    finally:
+        second_host.stop(host)
 
 
 @pytest.fixture

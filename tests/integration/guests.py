@@ -36,18 +36,19 @@ def wait_for_line(instance, pattern: str, timeout: float = AGENT_TIMEOUT) -> re.
     raise AssertionError(f"no {pattern!r} from {instance.public_id} in {timeout}s:\n{serial(instance)[-2000:]}")
 
 
-def type_on_serial(domain: str, line: str, *, connect_wait: float = 1.5) -> None:
+def type_on_serial(domain: str, line: str, *, connect_wait: float = 1.5, uri: str = "") -> None:
     """Type a line into the guest's serial console (a pty; its root shell answers), as
     `virsh console` would; what the guest prints lands in the serial log. QEMU notices a
     pty reader within a second (before that it reads no input), and output is drained while
-    connected so the guest never blocks on a full pty."""
+    connected so the guest never blocks on a full pty. `uri`: the libvirt host running it
+    (default PORTAL_LIBVIRT_URI)."""
     import os
     import xml.etree.ElementTree as ET
 
     import libvirt
     from django.conf import settings
 
-    conn = libvirt.open(settings.PORTAL_LIBVIRT_URI)
+    conn = libvirt.open(uri or settings.PORTAL_LIBVIRT_URI)
     try:
         xml = conn.lookupByName(domain).XMLDesc(0)
     finally:

@@ -49,7 +49,7 @@ class InstanceSerializer(serializers.ModelSerializer):
         model = Instance
         fields = ["id", "name", "description", "status", "status_reason", "region", "availability_zone", "flavor",
                   "image", "key_pair", "isolation_group", "vcpus", "ram_mb", "interfaces", "tags", "metadata", "host",
-                  "created_at", "launched_at"]
+                  "created_at", "launched_at", "recycled_at"]
         read_only_fields = fields
 
     def to_representation(self, instance):
@@ -77,6 +77,10 @@ class InstanceCreateSerializer(serializers.Serializer):
                                             help_text="Of the interface; default: the VPC's default group")
     ip_address = serializers.CharField(max_length=45, required=False, allow_null=True, default=None,
                                        help_text="Fixed address of the interface (count 1 only)")
+    password = serializers.CharField(required=False, allow_blank=True, default="", write_only=True,
+                                     trim_whitespace=False, max_length=128, style={"input_type": "password"},
+                                     help_text="Root password (8 to 72 characters), for images that run cloud-init; "
+                                               "kept only as a SHA-512 crypt hash")
 
 
 class InstanceUpdateSerializer(serializers.Serializer):
@@ -162,6 +166,8 @@ class HostStateSerializer(serializers.Serializer):
 class MigrateSerializer(serializers.Serializer):
     host = serializers.CharField(max_length=32, required=False, allow_null=True, default=None,
                                  help_text="Target host id; default: chosen by the scheduler.")
+    live = serializers.BooleanField(default=False, help_text="Move the running guest without stopping it "
+                                                             "(progress in an operation); false: cold migration.")
 
 
 class ImageDescriptionSerializer(serializers.Serializer):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -30,8 +30,10 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     filterset_fields = ["status", "name"]
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
+        "restore": "delete",
         "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
-        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate", "console": "console", "create_image": "create_image",
+        "reset_password": "reset_password", "console_log": "view", "migrate": "migrate", "console": "console",
+        "create_image": "create_image",
     }
 
     def get_serializer_context(self):
@@ -57,9 +59,19 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     def partial_update(self, request, id=None):
         return self._act(services.update_instance, s.InstanceUpdateSerializer, status.HTTP_200_OK)
 
-    @extend_schema(responses={202: s.InstanceSerializer})
+    @extend_schema(responses={202: s.InstanceSerializer},
+                   parameters=[OpenApiParameter("force", bool, description="Delete at once, not to the recycle bin.")],
+                   summary="Delete: to the recycle bin (status `recycled`, restorable), or at once with `force` or "
+                           "from there")
     def destroy(self, request, id=None):
-        return self._act(services.delete_instance)
+        force = request.query_params.get("force", "").lower() in ("1", "true", "yes")
+        return self._out(services.delete_instance(self.actor, instance=self.get_object(), force=force))
+
+    @extend_schema(request=None, responses={202: s.InstanceSerializer},
+                   summary="Restore from the recycle bin (it starts again)")
+    @action(detail=True, methods=["post"])
+    def restore(self, request, id=None):
+        return self._act(services.restore_instance)
 
     @extend_schema(request=None, responses={202: s.InstanceSerializer})
     @action(detail=True, methods=["post"])
@@ -114,13 +126,14 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         return Response(ConsoleTicketSerializer(ticket, context={"request": request}).data,
                         status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.MigrateSerializer, responses={202: s.InstanceSerializer}, summary="Cold-migrate (operators)")
+    @extend_schema(request=s.MigrateSerializer, responses={202: s.InstanceSerializer},
+                   summary="Move to another host, live or cold (operators)")
     @action(detail=True, methods=["post"])
     def migrate(self, request, id=None):
         instance = self.get_object()
-        target = validated(s.MigrateSerializer, request)["host"]
-        host = _host(target) if target else None
-        return self._out(services.migrate_instance(self.actor, instance=instance, host=host))
+        body = validated(s.MigrateSerializer, request)
+        host = _host(body["host"]) if body["host"] else None
+        return self._out(services.migrate_instance(self.actor, instance=instance, host=host, live=body["live"]))
 
 
 def _host(public_id: str) -> Host:

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 # Virtualisation types: `kvm` (hardware) or `qemu` (software emulation, TCG).
 KVM, QEMU = "kvm", "qemu"
 
 # Domain power states as the portal sees them.
 RUNNING, SHUTOFF, PAUSED, CRASHED, MISSING = "running", "shutoff", "paused", "crashed", "missing"
+
+# Hot-added memory comes in DIMMs of whole guest memory blocks (128 MiB on x86-64 Linux).
+HOTPLUG_MEMORY_STEP_MB = 128
+HOTPLUG_MEMORY_SLOTS = 16
+
+# Migration bounds: the longest pause of a live guest at the switch-over, the longest copy.
+MIGRATION_MAX_DOWNTIME_MS = 500
+MIGRATION_TIMEOUT = 300  # seconds
 
 
 class DriverError(Exception):
@@ -62,12 +70,14 @@ class HostCapacity:
 @dataclass(frozen=True)
 class DiskSpec:
     """A disk of a domain: a file, or an RBD image over the network (`protocol="rbd"`, `path`
-    is then `pool/image`) with a cephx user whose key libvirt keeps as a secret."""
+    is then `pool/image`) with a cephx user whose key libvirt keeps as a secret. A `cdrom`
+    device is a read-only medium (an ISO file: the cloud-init seed)."""
 
     path: str
     format: str = "qcow2"  # qcow2 or raw
     target: str = "vda"
-    bus: str = "virtio"
+    bus: str = "virtio"  # virtio; ide or sata for a cdrom (no virtio CD-ROMs exist)
+    device: str = "disk"  # disk or cdrom
     read_only: bool = False
     serial: str = ""  # the volume's public id: /dev/disk/by-id/virtio-<serial> in the guest
     protocol: str = ""  # "" for a file, "rbd"
@@ -108,6 +118,10 @@ class DomainSpec:
     virt_type: str = QEMU
     arch: str = "x86_64"
     kernel: KernelBoot | None = None
+    # Room for hot resize, fixed while the domain runs: vCPUs can be hot-added up to max_vcpus,
+    # memory up to max_memory_mb in DIMMs of HOTPLUG_MEMORY_STEP_MB. 0: no room.
+    max_vcpus: int = 0
+    max_memory_mb: int = 0
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
     serial_log: str = ""  # file that receives the serial console output
@@ -128,6 +142,8 @@ class DomainInfo:
     labels: tuple[tuple[str, str], ...] = ()
     disks: tuple[str, ...] = ()  # targets (vda, vdb…) of the disks it has now
     nics: tuple[str, ...] = ()  # MAC addresses of the interfaces it has now
+    max_vcpus: int = 0  # what hot resize may reach (0: no room)
+    max_memory_mb: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,37 @@ class DomainEvent:
     name: str
     state: str  # RUNNING, SHUTOFF, PAUSED or CRASHED after the event
     detail: str = ""  # e.g. "destroyed", "shutdown", "booted"
+
+
+@dataclass(frozen=True)
+class MigrationProgress:
+    """How far a migration is, as the hypervisor reports it (bytes of guest memory)."""
+
+    total_bytes: int
+    remaining_bytes: int
+    iteration: int = 0  # passes over the guest's memory; many: the guest dirties it fast
+    downtime_ms: int | None = None  # once done: how long the guest was paused for the switch-over
+
+    @property
+    def percent(self) -> int:
+        if not self.total_bytes:
+            return 0
+        return max(0, min(100, 100 * (self.total_bytes - self.remaining_bytes) // self.total_bytes))
+
+
+def check_hot_resize(info: DomainInfo, *, vcpus: int, memory_mb: int) -> int:
+    """Whether a running domain can grow to `vcpus`/`memory_mb` in place; returns the memory
+    to add (MiB). Raises Unsupported with the reason otherwise."""
+    if vcpus < info.vcpus or memory_mb < info.memory_mb:
+        raise Unsupported(f"{info.name} is running: vCPUs and memory are only added to it, never taken away")
+    if vcpus > max(info.max_vcpus, info.vcpus):
+        raise Unsupported(f"{info.name} was started with room for {max(info.max_vcpus, info.vcpus)} vCPUs")
+    added = memory_mb - info.memory_mb
+    if added and memory_mb > info.max_memory_mb:
+        raise Unsupported(f"{info.name} was started with room for {max(info.max_memory_mb, info.memory_mb)} MiB")
+    if added % HOTPLUG_MEMORY_STEP_MB:
+        raise Unsupported(f"memory is hot-added in steps of {HOTPLUG_MEMORY_STEP_MB} MiB, not {added} MiB")
+    return added
 
 
 class ComputeDriver(abc.ABC):
@@ -186,6 +233,36 @@ class ComputeDriver(abc.ABC):
     def redefine_domain(self, spec: DomainSpec) -> DomainInfo:
         """Replace the definition of a shut-off domain (new size or image); the domain keeps
         its power state (off). Raises DriverError when it is running."""
+
+    @abc.abstractmethod
+    def migrate_domain(self, name: str, target: ComputeDriver, *, live: bool, address: str,
+                       timeout: float = MIGRATION_TIMEOUT, max_downtime_ms: int = MIGRATION_MAX_DOWNTIME_MS,
+                       progress: Callable[[MigrationProgress], None] | None = None) -> DomainInfo:
+        """Move the domain to `target` (a driver of the same kind): it is defined there and
+        undefined here. Only what the target reaches moves: the domain's disks must be shared
+        storage (RBD) and its files (kernel, serial log folder) present there.
+
+        :param live: a running guest keeps running while its memory is copied and pauses only
+            for the last pass (at most `max_downtime_ms`; a guest dirtying memory faster than it
+            is copied is slowed down until it converges). False: a running guest is paused for
+            the whole copy; a shut-off domain moves its definition only (it cannot move live).
+        :param address: the target's management address: the migration stream goes there and
+            the guest's VNC display listens there.
+        :param timeout: seconds; a migration not done by then is aborted and the guest keeps
+            running here.
+        :param progress: called on the caller's thread about every second while memory is
+            copied, and once more when done (with the downtime).
+        :returns: the domain on the target. Raises NotFound when it is not here, DriverError
+            when the migration failed (the domain is then still here).
+        """
+
+    @abc.abstractmethod
+    def hot_resize(self, name: str, *, vcpus: int, memory_mb: int) -> DomainInfo:
+        """Grow a running domain to `vcpus` and `memory_mb`, live and in its definition: vCPUs
+        are plugged up to its max_vcpus, memory comes as one DIMM of the difference (a multiple
+        of HOTPLUG_MEMORY_STEP_MB) up to its max_memory_mb. What is there already is kept, so a
+        re-run finishes a half-done resize. Raises Unsupported when the domain has no room for
+        it or the resize would shrink it, DriverError when the hypervisor refuses."""
 
     @abc.abstractmethod
     def attach_disk(self, name: str, disk: DiskSpec) -> DomainInfo:

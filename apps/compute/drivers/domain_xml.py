@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from apps.compute.drivers.base import KVM, DiskSpec, DomainSpec, NicSpec, PciDevice
+from apps.compute.drivers.base import HOTPLUG_MEMORY_SLOTS, KVM, DiskSpec, DomainSpec, NicSpec, PciDevice
 
 # Our labels live in the domain's <metadata> under this namespace, so the reconciler can tell
 # the portal's domains (and their tenants) from anything else defined on the host.
@@ -21,9 +21,10 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 def disk_element(disk: DiskSpec) -> ET.Element:
-    """A <disk>: a file, or an RBD image reached through its monitors with a libvirt secret."""
+    """A <disk>: a file, or an RBD image reached through its monitors with a libvirt secret;
+    or a CD-ROM (an ISO file on an IDE or SATA bus, read-only)."""
     network = disk.protocol == "rbd"
-    element = ET.Element("disk", {"type": "network" if network else "file", "device": "disk"})
+    element = ET.Element("disk", {"type": "network" if network else "file", "device": disk.device})
     # No host page cache for network disks: what the guest flushed is in Ceph (and live migration is safe).
     _sub(element, "driver", name="qemu", type=disk.format, **({"cache": "none"} if network else {}))
     if network:
@@ -97,8 +98,14 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
     labels = ET.SubElement(metadata, f"{{{METADATA_NS}}}labels")
     for key, value in spec.labels:
         _sub(labels, f"{{{METADATA_NS}}}label", value, key=key)
+    max_vcpus = max(spec.max_vcpus, spec.vcpus)
+    if spec.max_memory_mb > spec.memory_mb:
+        _sub(domain, "maxMemory", str(spec.max_memory_mb), unit="MiB", slots=str(HOTPLUG_MEMORY_SLOTS))
     _sub(domain, "memory", str(spec.memory_mb), unit="MiB")
-    _sub(domain, "vcpu", str(spec.vcpus), placement="static")
+    if max_vcpus > spec.vcpus:
+        _sub(domain, "vcpu", str(max_vcpus), placement="static", current=str(spec.vcpus))
+    else:
+        _sub(domain, "vcpu", str(spec.vcpus), placement="static")
 
     os_el = _sub(domain, "os")
     _sub(os_el, "type", "hvm", arch=spec.arch, machine="pc")
@@ -113,8 +120,12 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
     features = _sub(domain, "features")
     _sub(features, "acpi")
     _sub(features, "apic")
-    if spec.virt_type == KVM:
-        _sub(domain, "cpu", mode="host-model")
+    cpu = _sub(domain, "cpu", mode="host-model") if spec.virt_type == KVM else None
+    if spec.max_memory_mb > spec.memory_mb:
+        # DIMMs plug into a NUMA node: the guest gets one holding all its CPUs.
+        cpu = cpu if cpu is not None else _sub(domain, "cpu")
+        numa = _sub(cpu, "numa")
+        _sub(numa, "cell", id="0", cpus=f"0-{max_vcpus - 1}", memory=str(spec.memory_mb), unit="MiB")
     _sub(domain, "clock", offset="utc")
     _sub(domain, "on_poweroff", "destroy")
     _sub(domain, "on_reboot", "restart")
@@ -130,6 +141,9 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
     if spec.serial_log:
         _sub(serial, "log", file=spec.serial_log, append="on")
     _sub(serial, "target", port="0")
+    # The QEMU guest agent's channel (password resets, file system freeze); libvirt picks the socket.
+    agent = _sub(devices, "channel", type="unix")
+    _sub(agent, "target", type="virtio", name="org.qemu.guest_agent.0")
     _sub(devices, "input", type="tablet", bus="usb")
     graphics = _sub(devices, "graphics", type="vnc", port="-1", autoport="yes", listen=spec.vnc_listen)
     _sub(graphics, "listen", type="address", address=spec.vnc_listen)
@@ -139,6 +153,22 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
 
     ET.register_namespace(METADATA_PREFIX, METADATA_NS)
     return ET.tostring(domain, encoding="unicode")
+
+
+def dimm_xml(size_mb: int) -> str:
+    """A memory module to hot-plug into NUMA node 0."""
+    element = ET.Element("memory", model="dimm")
+    target = _sub(element, "target")
+    _sub(target, "size", str(size_mb), unit="MiB")
+    _sub(target, "node", "0")
+    return ET.tostring(element, encoding="unicode")
+
+
+def hotplug_limits(xml: str) -> tuple[int, int]:
+    """(max vCPUs, max memory in MiB) of a domain's XML as libvirt writes it (sizes in KiB);
+    memory 0 without <maxMemory>."""
+    root = ET.fromstring(xml)
+    return int(root.findtext("vcpu", default="0")), int(root.findtext("maxMemory", default="0")) // 1024
 
 
 def vnc_endpoint(xml: str) -> tuple[str, int | None]:
@@ -199,3 +229,14 @@ def pci_device(xml: str) -> PciDevice:
         product=cap.findtext("product", default=""),
         device_class=cap.findtext("class", default=""),
     )
+
+
+def with_vnc_listen(xml: str, address: str) -> str:
+    """`xml` with its VNC display listening on `address` (the domain moves to another host)."""
+    root = ET.fromstring(xml)
+    for graphics in root.findall("./devices/graphics[@type='vnc']"):
+        graphics.set("listen", address)
+        for listen in graphics.findall("listen[@type='address']"):
+            listen.set("address", address)
+    ET.register_namespace(METADATA_PREFIX, METADATA_NS)
+    return ET.tostring(root, encoding="unicode")

@@ -8,8 +8,11 @@ import threading
 from dataclasses import replace
 
 from apps.compute.drivers.base import (
+    MIGRATION_MAX_DOWNTIME_MS,
+    MIGRATION_TIMEOUT,
     RUNNING,
     SHUTOFF,
+    AlreadyExists,
     ComputeDriver,
     DiskSpec,
     DomainInfo,
@@ -17,7 +20,9 @@ from apps.compute.drivers.base import (
     NicSpec,
     DriverError,
     HostCapacity,
+    MigrationProgress,
     NotFound,
+    check_hot_resize,
 )
 
 # Shared by every FakeDriver of a URI in the process, like a real host would be.
@@ -32,6 +37,15 @@ def reset() -> None:
         _hosts.clear()
         _failures.clear()
         _secrets.clear()
+
+
+def _defined(spec: DomainSpec) -> DomainInfo:
+    return DomainInfo(
+        name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb, vnc_host=spec.vnc_listen,
+        labels=spec.labels, disks=tuple(d.target for d in spec.disks), nics=tuple(n.mac for n in spec.nics),
+        max_vcpus=max(spec.max_vcpus, spec.vcpus),
+        max_memory_mb=spec.max_memory_mb if spec.max_memory_mb > spec.memory_mb else 0,
+    )
 
 
 class FakeDriver(ComputeDriver):
@@ -78,11 +92,7 @@ class FakeDriver(ComputeDriver):
             if spec.name not in self._domains:
                 if spec.vcpus < 1 or spec.memory_mb < 16:
                     raise DriverError("invalid domain size")
-                self._domains[spec.name] = DomainInfo(
-                    name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
-                    vnc_host=spec.vnc_listen, labels=spec.labels, disks=tuple(d.target for d in spec.disks),
-                    nics=tuple(n.mac for n in spec.nics),
-                )
+                self._domains[spec.name] = _defined(spec)
         return self.start_domain(spec.name)
 
     def domain_info(self, name: str) -> DomainInfo:
@@ -97,8 +107,11 @@ class FakeDriver(ComputeDriver):
         info = self._get(name)
         if info.state == RUNNING:
             return info
+        return self._set(name, state=RUNNING, vnc_port=self._free_vnc_port())
+
+    def _free_vnc_port(self) -> int:
         used = {d.vnc_port for d in self._domains.values() if d.vnc_port}
-        return self._set(name, state=RUNNING, vnc_port=next(p for p in range(5900, 6900) if p not in used))
+        return next(p for p in range(5900, 6900) if p not in used)
 
     def stop_domain(self, name: str, *, force: bool = False) -> DomainInfo:
         self._maybe_fail("stop_domain")
@@ -116,12 +129,36 @@ class FakeDriver(ComputeDriver):
             current = self._domains.get(spec.name)
             if current is not None and current.state == RUNNING:
                 raise DriverError(f"domain {spec.name} is running; stop it first")
-            self._domains[spec.name] = DomainInfo(
-                name=spec.name, state=SHUTOFF, vcpus=spec.vcpus, memory_mb=spec.memory_mb,
-                vnc_host=spec.vnc_listen, labels=spec.labels, disks=tuple(d.target for d in spec.disks),
-                nics=tuple(n.mac for n in spec.nics),
-            )
+            self._domains[spec.name] = _defined(spec)
             return self._domains[spec.name]
+
+    def hot_resize(self, name: str, *, vcpus: int, memory_mb: int) -> DomainInfo:
+        self._maybe_fail("hot_resize")
+        info = self._get(name)
+        if info.state != RUNNING:
+            raise DriverError(f"domain {name} is not running; resize its definition instead")
+        check_hot_resize(info, vcpus=vcpus, memory_mb=memory_mb)
+        return self._set(name, vcpus=vcpus, memory_mb=memory_mb)
+
+    def migrate_domain(self, name: str, target: ComputeDriver, *, live: bool, address: str,
+                       timeout: float = MIGRATION_TIMEOUT, max_downtime_ms: int = MIGRATION_MAX_DOWNTIME_MS,
+                       progress=None) -> DomainInfo:
+        self._maybe_fail("migrate_domain")
+        if not isinstance(target, FakeDriver) or target.uri == self.uri:
+            raise DriverError(f"cannot migrate {name} from {self.uri} to {target.uri}")
+        with _lock:
+            info = self._get(name)
+            if live and info.state != RUNNING:
+                raise DriverError(f"domain {name} is not running; it cannot move live")
+            if name in target._domains:
+                raise AlreadyExists(f"domain {name} already exists on {target.uri}")
+            port = target._free_vnc_port() if info.state == RUNNING else None
+            moved = target._domains[name] = replace(info, vnc_host=address, vnc_port=port)
+            del self._domains[name]
+        if progress is not None:
+            progress(MigrationProgress(total_bytes=info.memory_mb << 20, remaining_bytes=0, iteration=1,
+                                       downtime_ms=0))
+        return moved
 
     def console_log(self, path: str, *, limit: int) -> str:
         return f"fake console of {path}\n"[-limit:]

@@ -15,9 +15,12 @@ from typing import Any
 from apps.compute.drivers import domain_xml
 from apps.compute.drivers.base import (
     CRASHED,
+    MIGRATION_MAX_DOWNTIME_MS,
+    MIGRATION_TIMEOUT,
     PAUSED,
     RUNNING,
     SHUTOFF,
+    AlreadyExists,
     ComputeDriver,
     DomainInfo,
     DiskSpec,
@@ -26,12 +29,15 @@ from apps.compute.drivers.base import (
     NicSpec,
     DriverError,
     HostCapacity,
+    MigrationProgress,
     NotFound,
     Transient,
     Unsupported,
+    check_hot_resize,
 )
 
 DETACH_TIMEOUT = 30  # seconds a running guest gets to release a hot-unplugged disk
+MIGRATION_POLL = 0.5  # seconds between two looks at a running migration
 
 _connections: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -121,6 +127,14 @@ _EVENT_DETAILS = {
 }
 
 
+def _migration_progress(stats: dict, *, completed: bool = False) -> MigrationProgress:
+    """libvirt's job statistics (virDomainGetJobStats) as plain data; while the job runs, its
+    "downtime" is only the expected one."""
+    return MigrationProgress(total_bytes=stats.get("data_total", 0), remaining_bytes=stats.get("data_remaining", 0),
+                             iteration=stats.get("memory_iteration", 0),
+                             downtime_ms=stats.get("downtime") if completed else None)
+
+
 class LibvirtDriver(ComputeDriver):
     capabilities = frozenset({"direct_kernel_boot", "vnc", "serial_log"})
 
@@ -150,6 +164,7 @@ class LibvirtDriver(ComputeDriver):
         _, max_mem_kib, _, vcpus, _ = self._call(dom.info)
         xml = self._call(dom.XMLDesc, 0)
         host, port = domain_xml.vnc_endpoint(xml)
+        max_vcpus, max_memory_mb = domain_xml.hotplug_limits(xml)
         return DomainInfo(
             name=dom.name(),
             state=_state_name(state),
@@ -160,6 +175,8 @@ class LibvirtDriver(ComputeDriver):
             labels=domain_xml.labels(xml),
             disks=domain_xml.disk_targets(xml),
             nics=domain_xml.nic_macs(xml),
+            max_vcpus=max_vcpus,
+            max_memory_mb=max_memory_mb,
         )
 
     def host_capacity(self) -> HostCapacity:
@@ -269,6 +286,109 @@ class LibvirtDriver(ComputeDriver):
             pass
         # defineXML with the same name and UUID replaces the persistent definition.
         return self._info(self._call(self._conn().defineXML, domain_xml.build(spec, uuid=uuid)))
+
+    def migrate_domain(self, name: str, target: ComputeDriver, *, live: bool, address: str,
+                       timeout: float = MIGRATION_TIMEOUT, max_downtime_ms: int = MIGRATION_MAX_DOWNTIME_MS,
+                       progress=None) -> DomainInfo:
+        """Managed direct migration (virDomainMigrate3 given a connection to each daemon), not
+        peer-to-peer: the worker holds both connections, so hosts need no libvirt credentials
+        for each other (only QEMU's stream goes host to host, to `address`), and a worker that
+        dies mid-copy makes both daemons cancel it: the guest runs on here."""
+        libvirt = _libvirt()
+        if not isinstance(target, LibvirtDriver):
+            raise Unsupported(f"cannot migrate a libvirt domain to {type(target).__name__}")
+        dom = self._domain(name)
+        state, reason = self._call(dom.state)
+        if state == libvirt.VIR_DOMAIN_PAUSED and reason == libvirt.VIR_DOMAIN_PAUSED_MIGRATION:
+            # A migration whose client died after the copy left it paused here: it resumes here
+            # unless the target runs it (then this copy is stale and must never run again).
+            try:
+                target.domain_info(name)
+            except NotFound:
+                self._call(dom.resume)
+            else:
+                raise AlreadyExists(f"domain {name} is on the target already; this paused copy is stale")
+        active = bool(self._call(dom.isActive))
+        if live and not active:
+            raise DriverError(f"domain {name} is not running; it cannot move live")
+        # The definitions the target keeps, with the display on the target's address.
+        xml_flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE | libvirt.VIR_DOMAIN_XML_SECURE
+        params = {}
+        if self._call(dom.isPersistent):
+            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = domain_xml.with_vnc_listen(
+                self._call(dom.XMLDesc, xml_flags | libvirt.VIR_DOMAIN_XML_INACTIVE), address)
+        flags = libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        if not active:
+            flags |= libvirt.VIR_MIGRATE_OFFLINE
+        else:
+            host = f"[{address}]" if ":" in address else address
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{host}"
+            params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = address
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = domain_xml.with_vnc_listen(
+                self._call(dom.XMLDesc, xml_flags), address)
+        if live:
+            flags |= libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_AUTO_CONVERGE
+            self._call(dom.migrateSetMaxDowntime, max_downtime_ms, 0)
+        moved = self._watch_migration(dom, target, params, flags, timeout, progress)
+        if progress is not None:
+            try:
+                progress(_migration_progress(moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED), completed=True))
+            except libvirt.libvirtError:
+                pass  # the statistics are a report only; the domain has moved
+        return target._info(moved)
+
+    def _watch_migration(self, dom, target: LibvirtDriver, params: dict, flags: int, timeout: float, progress):
+        """Run the migration on a thread of its own (the call blocks until the end) while this
+        one reports its progress and aborts it after `timeout` seconds."""
+        libvirt = _libvirt()
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["domain"] = self._call(dom.migrate3, target._conn(), params, flags)
+            except DriverError as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=run, name=f"migrate {dom.name()}", daemon=True)
+        thread.start()
+        deadline, aborted = time.monotonic() + timeout, False
+        while True:
+            thread.join(MIGRATION_POLL)
+            if not thread.is_alive():
+                break
+            if time.monotonic() > deadline and not aborted:
+                aborted = True
+                try:
+                    dom.abortJob()
+                except libvirt.libvirtError:
+                    pass  # it finished meanwhile
+            elif progress is not None:
+                try:
+                    stats = dom.jobStats()
+                except libvirt.libvirtError:
+                    continue  # the job ended between two looks
+                if stats.get("data_total"):  # none before QEMU starts copying
+                    progress(_migration_progress(stats))
+        if "error" in outcome:
+            if aborted:
+                raise DriverError(f"the migration of {dom.name()} did not finish in {timeout:g} s and was aborted; "
+                                  "the guest runs on the source") from outcome["error"]
+            raise outcome["error"]
+        return outcome["domain"]
+
+    def hot_resize(self, name: str, *, vcpus: int, memory_mb: int) -> DomainInfo:
+        libvirt = _libvirt()
+        dom = self._domain(name)
+        if not dom.isActive():
+            raise DriverError(f"domain {name} is not running; resize its definition instead")
+        info = self._info(dom)
+        added_mb = check_hot_resize(info, vcpus=vcpus, memory_mb=memory_mb)
+        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if vcpus > info.vcpus:
+            self._call(dom.setVcpusFlags, vcpus, flags)
+        if added_mb:
+            self._call(dom.attachDeviceFlags, domain_xml.dimm_xml(added_mb), flags)
+        return self._info(dom)
 
     def console_log(self, path: str, *, limit: int) -> str:
         """Serial logs are files on the hypervisor: readable here for local URIs only."""

@@ -5,8 +5,9 @@ Two tabs of one signed-in owner: the second creates an instance through the `#cr
 form; the first, left alone on /instances/, shows the new row turn `running` without reloading
 (the server runs tasks synchronously, so provisioning happens inside the POST and its events
 reach the first tab over /ws/events/, whose tbody re-fetches on `portal:instance`). Then, in the
-first tab, the instance is force-stopped and deleted from its detail page. Whatever happens,
-no libvirt domain is left behind."""
+first tab, the instance is force-stopped and deleted from its detail page, which puts it in the
+list's recycle bin, and deleted for good from there. Whatever happens, no libvirt domain is left
+behind."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) 
 from apps.compute.drivers.base import NotFound
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.models import Host, Instance
+from apps.core.models import PlatformSettings
 from tests.factories.tenants import PASSWORD, make_tenant
 from tests.integration.guests import remove_instances
 from tests.integration.pages import sign_in
@@ -34,6 +36,7 @@ INSTANCE_NAME = "browser-vm"
 def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_context, daphne_server, output_dir):
     base = daphne_server.url
     tenant = make_tenant("Compute Tenant", owner_username="vmowner")
+    PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 24})
     driver = LibvirtDriver(settings.PORTAL_LIBVIRT_URI)
     try:
         # Tab 1: the instance list, signed in, live websocket connected.
@@ -91,7 +94,8 @@ def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_co
         assert Instance.objects.get(pk=instance.pk).status == Instance.STOPPED
         assert driver.domain_info(instance.public_id).state == "shutoff"
 
-        # Tab 1: delete, confirming the browser's dialog; back on the list, the row is gone.
+        # Tab 1: delete, confirming the browser's dialog; back on the list, the row has moved to
+        # the recycle bin, shut down; from there, "Delete now" removes it for good.
         dialogs = []
 
         def accept(dialog):
@@ -103,6 +107,15 @@ def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_co
         expect(listing).to_have_url(f"{base}/instances/", timeout=RUNNING_TIMEOUT_MS)
         assert dialogs == [f"Delete {INSTANCE_NAME}?"], dialogs
         expect(listing.get_by_role("alert").filter(has_text="Delete requested")).to_have_count(1)
+        expect(listing.locator(f"#instances tr[data-instance='{instance.public_id}']")).to_have_count(0)
+        recycled = listing.locator(f"#recycle-bin tr[data-instance='{instance.public_id}']")
+        expect(recycled).to_have_count(1)
+        assert Instance.objects.get(pk=instance.pk).status == Instance.RECYCLED
+        assert driver.domain_info(instance.public_id).state == "shutoff"
+        listing.once("dialog", accept)
+        recycled.get_by_role("button", name="Delete now").click()
+        expect(listing.get_by_role("alert").filter(has_text="Delete now requested")).to_have_count(1)
+        assert dialogs[-1] == f"Delete {INSTANCE_NAME} for good?", dialogs
         expect(listing.locator(f"tr[data-instance='{instance.public_id}']")).to_have_count(0)
         assert Instance.objects.get(pk=instance.pk).status == Instance.DELETED
         with pytest.raises(NotFound):

@@ -42,6 +42,16 @@ def test_libvirt_keeps_the_contract(driver, domain_name, check):
     check(driver, domain_name)
 
 
+def test_libvirt_migrates_between_two_hosts(driver, second_libvirt_host, domain_name):
+    from apps.compute.drivers.libvirt import LibvirtDriver
+
+    target = LibvirtDriver(second_libvirt_host.uri)
+    try:
+        contract.check_migration(driver, target, domain_name)
+    finally:
+        target.delete_domain(domain_name)
+
+
 def test_libvirt_holds_ceph_secrets(driver):
     contract.check_ceph_secret(driver)
     secret = driver._conn().secretLookupByUUIDString("5f0c1b9e-7d1a-4c35-9a0e-000000c0ffee")
@@ -49,6 +59,18 @@ def test_libvirt_holds_ceph_secrets(driver):
         assert "private='yes'" in secret.XMLDesc(0) or "private=\"yes\"" in secret.XMLDesc(0)
     finally:
         secret.undefine()
+
+
+def test_libvirt_takes_a_seed_cdrom(driver, domain_name):
+    from apps.compute import cloudinit
+
+    iso = Path(settings.PORTAL_LIBVIRT_DIR) / "scratch" / f"{domain_name}-seed.iso"
+    cloudinit.write_seed(iso, cloudinit.Seed(instance_id=domain_name, hostname="contract"))
+    try:
+        contract.check_cdrom(driver, domain_name, str(iso))
+    finally:
+        driver.delete_domain(domain_name)
+        iso.unlink(missing_ok=True)
 
 
 def test_libvirt_plugs_disks(driver, domain_name):

@@ -21,6 +21,7 @@ def test_kernel_boot_domain_xml():
     graphics = root.find("devices/graphics")
     assert (graphics.get("type"), graphics.get("listen"), graphics.get("autoport")) == ("vnc", "10.0.0.5", "yes")
     assert domain_xml.labels(domain_xml.build(spec)) == (("tenant", "tn-1"),)
+    assert root.find("devices/channel/target").get("name") == "org.qemu.guest_agent.0"
 
 
 def test_disk_boot_kvm_domain_xml():
@@ -77,3 +78,47 @@ def test_interfaces_plug_into_the_integration_bridge_bound_by_port_uuid():
     assert domain_xml.nic_macs(xml) == (nic.mac,)
     assert ET.fromstring(domain_xml.nic_by_mac(xml, nic.mac.upper())).find("mac").get("address") == nic.mac
     assert domain_xml.nic_by_mac(xml, "02:00:00:00:00:02") is None
+
+
+def test_a_cdrom_is_a_read_only_raw_medium_on_its_bus():
+    seed = DiskSpec("/seeds/i-c.iso", format="raw", target="hdc", bus="ide", read_only=True, device="cdrom")
+    spec = DomainSpec(name="i-c", vcpus=1, memory_mb=128, disks=(DiskSpec("/pool/i-c.qcow2"), seed))
+    root = ET.fromstring(domain_xml.build(spec))
+    disk, cdrom = root.findall("devices/disk")
+    assert disk.get("device") == "disk" and disk.find("readonly") is None
+    assert (cdrom.get("type"), cdrom.get("device"), cdrom.find("driver").get("type")) == ("file", "cdrom", "raw")
+    assert (cdrom.find("source").get("file"), cdrom.find("target").get("dev"), cdrom.find("target").get("bus")) == (
+        "/seeds/i-c.iso", "hdc", "ide")
+    assert cdrom.find("readonly") is not None
+    assert domain_xml.disk_targets(domain_xml.build(spec)) == ("vda", "hdc")
+
+
+def test_room_for_hot_resize():
+    spec = DomainSpec(name="i-h", vcpus=2, memory_mb=512, virt_type="kvm", max_vcpus=8, max_memory_mb=4096)
+    root = ET.fromstring(domain_xml.build(spec))
+    vcpu = root.find("vcpu")
+    assert (vcpu.text, vcpu.get("current")) == ("8", "2")
+    assert (root.findtext("maxMemory"), root.find("maxMemory").get("slots"), root.findtext("memory")) == (
+        "4096", "16", "512")
+    cpu = root.find("cpu")  # one element: the host-model CPU holds the NUMA cell the DIMMs plug into
+    cell = cpu.find("numa/cell")
+    assert (cpu.get("mode"), cell.get("cpus"), cell.get("memory")) == ("host-model", "0-7", "512")
+    libvirt_xml = "<domain><maxMemory slots='16' unit='KiB'>4194304</maxMemory><vcpu current='2'>8</vcpu></domain>"
+    assert domain_xml.hotplug_limits(libvirt_xml) == (8, 4096)
+    dimm = ET.fromstring(domain_xml.dimm_xml(256))
+    assert (dimm.get("model"), dimm.findtext("target/size"), dimm.findtext("target/node")) == ("dimm", "256", "0")
+
+
+def test_no_room_no_hotplug_elements():
+    root = ET.fromstring(domain_xml.build(DomainSpec(name="i-n", vcpus=1, memory_mb=128, max_memory_mb=128)))
+    assert root.find("maxMemory") is None and root.find("cpu") is None and root.find("vcpu").get("current") is None
+    assert domain_xml.hotplug_limits(domain_xml.build(DomainSpec(name="i-n", vcpus=1, memory_mb=128))) == (1, 0)
+
+
+def test_a_moving_domain_gets_the_targets_display_address():
+    xml = domain_xml.build(DomainSpec(name="i-m", vcpus=1, memory_mb=128, vnc_listen="10.0.0.1",
+                                      labels=(("instance", "i-m"),)))
+    moved = domain_xml.with_vnc_listen(xml, "10.0.0.2")
+    assert domain_xml.vnc_endpoint(moved) == ("10.0.0.2", None)
+    assert 'address="10.0.0.2"' in moved and "10.0.0.1" not in moved
+    assert domain_xml.labels(moved) == (("instance", "i-m"),)

@@ -18,6 +18,10 @@ def test_fake_plugs_disks():
     contract.check_disk_hot_plug(FakeDriver("fake:///a"), "i-contract2", "/fake/vol-contract")
 
 
+def test_fake_takes_a_cdrom():
+    contract.check_cdrom(FakeDriver("fake:///a"), "i-contract3", "/fake/seed.iso")
+
+
 def test_fake_holds_ceph_secrets():
     driver = FakeDriver("fake:///a")
     contract.check_ceph_secret(driver)
@@ -30,3 +34,7 @@ def test_fake_injects_failures_once():
     with pytest.raises(Transient):
         driver.ensure_domain(contract.spec("i-x"))
     assert driver.ensure_domain(contract.spec("i-x")).state == "running"
+
+
+def test_fake_migrates_between_hosts():
+    contract.check_migration(FakeDriver("fake:///a"), FakeDriver("fake:///b"), "i-contract3")

@@ -196,12 +196,11 @@ def test_rebuild_with_another_image(a_owner, actor, inventory, run_tasks):
     assert FakeDriver("fake:///hv1").domain_info(instance.public_id).state == "running"
 
 
-def test_resize_needs_a_stopped_instance_and_moves_claims_and_quota(a_owner, actor, inventory, run_tasks, operator):
+def test_resize_of_a_stopped_instance_redefines_it_and_moves_claims_and_quota(a_owner, actor, inventory, run_tasks,
+                                                                              operator):
     bigger = services.create_flavor(operator, name="t1.small", vcpus=2, ram_mb=512)
     owner = actor(a_owner)
     [instance] = create(run_tasks, owner, inventory)
-    with pytest.raises(Conflict, match="Stop instance"):
-        services.resize_instance(owner, instance=instance, flavor=bigger.name)
     run_tasks(services.stop_instance, owner, instance=instance, force=True)
     run_tasks(services.resize_instance, owner, instance=instance, flavor=bigger.name)
     instance.refresh_from_db()
@@ -214,6 +213,51 @@ def test_resize_needs_a_stopped_instance_and_moves_claims_and_quota(a_owner, act
     assert (quota["vcpus"], quota["ram_mb"]) == (2, 512)
     with pytest.raises(ValidationFailed, match="current flavor"):
         services.resize_instance(owner, instance=instance, flavor=bigger.name)
+    # Stopped, it may shrink too.
+    run_tasks(services.resize_instance, owner, instance=instance, flavor="t1.nano")
+    assert (Host.objects.get().vcpus_used, Host.objects.get().memory_mb_used) == (1, 128)
+
+
+def test_a_running_instance_grows_in_place_within_its_room(a_owner, actor, inventory, run_tasks, operator, settings):
+    settings.PORTAL_HOTPLUG_MAX_VCPUS, settings.PORTAL_HOTPLUG_MAX_RAM_MB = 4, 1024
+    services.create_flavor(operator, name="t1.small", vcpus=2, ram_mb=512)
+    services.create_flavor(operator, name="t1.odd", vcpus=2, ram_mb=200)
+    services.create_flavor(operator, name="t1.huge", vcpus=8, ram_mb=512)
+    owner = actor(a_owner)
+    [instance] = create(run_tasks, owner, inventory)
+    driver = FakeDriver("fake:///hv1")
+    assert (driver.domain_info(instance.public_id).max_vcpus,
+            driver.domain_info(instance.public_id).max_memory_mb) == (4, 1024)
+
+    run_tasks(services.resize_instance, owner, instance=instance, flavor="t1.small")
+    instance.refresh_from_db()
+    assert (instance.status, instance.vcpus, instance.ram_mb) == ("running", 2, 512)
+    info = driver.domain_info(instance.public_id)
+    assert (info.state, info.vcpus, info.memory_mb) == ("running", 2, 512)
+    assert (Host.objects.get().vcpus_used, Host.objects.get().memory_mb_used) == (2, 512)
+
+    refusals = {"t1.nano": "only added to it", "t1.huge": "room for 4 vCPUs", "t1.odd": "only added"}
+    for flavor, reason in refusals.items():
+        with pytest.raises(Conflict, match=reason) as exc:
+            services.resize_instance(owner, instance=instance, flavor=flavor)
+        assert exc.value.code == "unsupported"
+    instance.refresh_from_db()
+    assert (instance.status, instance.vcpus, Host.objects.get().vcpus_used) == ("running", 2, 2)
+
+
+def test_hot_memory_comes_in_whole_blocks(a_owner, actor, inventory, run_tasks, operator):
+    services.create_flavor(operator, name="t1.odd", vcpus=1, ram_mb=200)
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    with pytest.raises(Conflict, match="steps of 128 MiB"):
+        services.resize_instance(actor(a_owner), instance=instance, flavor="t1.odd")
+
+
+def test_domains_without_room_resize_only_when_stopped(a_owner, actor, inventory, run_tasks, operator, settings):
+    settings.PORTAL_HOTPLUG_MAX_VCPUS = settings.PORTAL_HOTPLUG_MAX_RAM_MB = 0
+    services.create_flavor(operator, name="t1.small", vcpus=2, ram_mb=512)
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    with pytest.raises(Conflict, match="Stop it to resize it"):
+        services.resize_instance(actor(a_owner), instance=instance, flavor="t1.small")
 
 
 def test_reset_password_is_unsupported_without_a_guest_agent(a_owner, actor, inventory, run_tasks):

@@ -116,6 +116,9 @@ def test_kernel_image_registration_verifies_checksums(operator, tmp_path, a_owne
         "kernel", "active", "console=ttyS0", "6.1.0-test", 12)
     assert services.register_kernel_image(operator, name="Tiny Linux", directory=tmp_path) == image
     assert list(Image.objects.for_actor(actor(a_owner))) == [image]  # public
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "cloud_init": True}))  # a rebuilt initramfs
+    again = services.register_kernel_image(operator, name="Tiny Linux", directory=tmp_path)
+    assert (again, image.cloud_init, again.cloud_init) == (image, False, True)
 
     (tmp_path / "vmlinuz").write_bytes(b"tampered")
     with pytest.raises(ValidationFailed, match="checksum"):

@@ -21,14 +21,6 @@ def storage(db):
     return make_storage()
 
 
-@pytest.fixture(autouse=True)
-def no_recycle_bin(db):
-    """Deletes are final in these tests; the recycle bin has its own."""
-    from apps.core.models import PlatformSettings
-
-    PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 0})
-
-
 @pytest.fixture
 def run(run_tasks):
     return run_tasks
@@ -425,7 +417,7 @@ def test_deleted_volumes_wait_in_the_recycle_bin(a_owner, actor, api, run, stora
 
     from apps.core.models import PlatformSettings
 
-    PlatformSettings.objects.filter(pk=1).update(recycle_bin_hours=24)
+    PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 24})
     owner = actor(a_owner)
     volume = fresh(run(services.create_volume, owner, name="data", size_gb=2))
     response = api(a_owner).delete(f"/api/v1/volumes/{volume.public_id}")
@@ -453,11 +445,45 @@ def test_deleted_volumes_wait_in_the_recycle_bin(a_owner, actor, api, run, stora
 def test_delete_now_from_the_recycle_bin(a_owner, actor, run, storage):
     from apps.core.models import PlatformSettings
 
-    PlatformSettings.objects.filter(pk=1).update(recycle_bin_hours=24)
+    PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 24})
     owner = actor(a_owner)
     volume = fresh(run(services.create_volume, owner, name="data", size_gb=1))
     assert fresh(run(services.delete_volume, owner, volume=volume)).status == "recycled"
     assert fresh(run(services.delete_volume, owner, volume=fresh(volume))).status == "deleted"
+
+
+def test_rebuilding_a_disk_image_instance_clones_its_boot_volume_again(a_owner, actor, api, run, storage):
+    from apps.compute.services import create_flavor
+    from apps.core.actor import Actor
+
+    create_flavor(Actor.system(), name="t1.disk", vcpus=1, ram_mb=128, disk_gb=4)
+    other = Image.objects.create(name="disk-2", visibility=Image.PUBLIC, status=Image.ACTIVE, boot=Image.DISK,
+                                 disk_format="qcow2", disk_file="/fake/disk-2.qcow2", min_disk_gb=2)
+    owner = actor(a_owner)
+    [vm] = run(compute.create_instances, owner, name="vm", flavor="t1.disk", image=storage["disk_image"].public_id)
+    data = fresh(run(services.create_volume, owner, name="data", size_gb=1))
+    run(services.attach_volume, owner, volume=data, instance=vm)
+    root = VolumeAttachment.objects.get(instance=vm, is_root=True).volume
+    kernel = api(a_owner).post(f"/api/v1/instances/{vm.public_id}/rebuild", {"image": storage["image"].public_id},
+                               format="json")
+    assert kernel.status_code == 400 and "Choose a disk image" in str(kernel.json()["fields"]["image"])
+
+    snap = fresh(run(services.create_snapshot, owner, volume=root, name="before"))
+    refused = api(a_owner).post(f"/api/v1/instances/{vm.public_id}/rebuild", {"image": other.public_id},
+                                format="json")
+    assert refused.status_code == 409 and snap.public_id in refused.json()["message"]
+    run(services.delete_snapshot, owner, snapshot=snap)
+
+    run(compute.rebuild_instance, owner, instance=vm, image=other.public_id)
+    vm = fresh(vm)
+    assert (vm.status, vm.image) == ("running", other), vm.status_reason
+    again = VolumeAttachment.objects.get(instance=vm, is_root=True).volume
+    assert (again.pk, again.status, again.image, again.size_gb) == (root.pk, "in-use", other, 4)
+    assert backend(again).parent == other.public_id  # a fresh clone of the new image
+    assert fresh(data).status == "in-use"  # data volumes stay
+    assert FakeDriver(vm.host.uri).domain_info(vm.public_id).disks == ("vda", "vdb")
+    usage = {q.resource: q.in_use for q in Quota.objects.filter(tenant=a_owner.tenant)}
+    assert (usage["volumes"], usage["volume_gb"]) == (2, 5)
 
 
 def test_an_image_of_an_instance_copies_its_root_disk(a_owner, actor, api, run, storage, settings, tmp_path):

@@ -19,11 +19,11 @@ RECONNECT_SECONDS = 5
 HOST_SCAN_SECONDS = 30
 
 
-def apply(event) -> None:
+def apply(event, uri: str) -> None:
     """Runs on libvirt's event-loop thread: its database connection is closed after each event
     (events are rare; a connection idling on that thread would outlive the process's own)."""
     try:
-        services.apply_domain_event(event)
+        services.apply_domain_event(event, host_uri=uri)
     except Exception:  # one bad event must not end the host's listener
         log.exception("could not apply %s", event)
     finally:
@@ -35,7 +35,7 @@ def watch(uri: str, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 log.info("listening to %s", uri)
-                get_compute_driver(uri).watch_events(apply, stop)
+                get_compute_driver(uri).watch_events(lambda event: apply(event, uri), stop)
             except DriverError as exc:
                 log.warning("%s: %s; retrying in %ss", uri, exc, RECONNECT_SECONDS)
                 stop.wait(RECONNECT_SECONDS)

@@ -14,6 +14,7 @@ SCHEDULES = [
     ("storage pool capacity", "apps.storage.services.refresh_storage_pools", 5),
     ("reconcile storage pools with the database", "apps.storage.services.reconcile_storage", 15),
     ("empty the recycle bin of volumes past their retention", "apps.storage.services.purge_recycle_bin", 60),
+    ("empty the recycle bin of instances past their retention", "apps.compute.services.purge_recycled_instances", 60),
     ("reconcile networks with the SDN (OVN)", "apps.network.services.reconcile_network", 10),
 ]
 
