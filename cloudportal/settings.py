@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "apps.console",
     "apps.storage",
     "apps.network",
+    "apps.billing",
 ]
 
 MIDDLEWARE = [
@@ -312,6 +313,14 @@ if PORTAL_OVS_DATAPATH not in ("system", "netdev"):
 # never touches rows of another owner.
 PORTAL_OVN_OWNER = env_str("PORTAL_OVN_OWNER", "cloudportal")
 
+# --- Billing ---
+# Currencies wallets and prices may use, as CODE:decimal places (0 to 4; the billing system check
+# reports a bad entry, shown here as -1), and the one new wallets get.
+PORTAL_CURRENCIES = {code.strip().upper(): int(digits) if digits.strip().isdigit() else -1 for code, _, digits in
+                     (item.partition(":") for item in env_list("PORTAL_CURRENCIES", "USD:2,EUR:2,JPY:0"))}
+PORTAL_DEFAULT_CURRENCY = env_str("PORTAL_DEFAULT_CURRENCY", "USD")
+# Minutes between two settlements of on-demand usage into the wallets.
+PORTAL_BILLING_SETTLE_MINUTES = env_int("PORTAL_BILLING_SETTLE_MINUTES", 60)
 
 # --- VNC consoles ---
 # Seconds a console ticket may wait for its first (and only) use.

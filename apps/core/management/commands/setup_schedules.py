@@ -1,5 +1,6 @@
 """Register the periodic safety-net tasks with django-q2 (idempotent)."""
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django_q.models import Schedule
 
@@ -16,6 +17,7 @@ SCHEDULES = [
     ("empty the recycle bin of volumes past their retention", "apps.storage.services.purge_recycle_bin", 60),
     ("empty the recycle bin of instances past their retention", "apps.compute.services.purge_recycled_instances", 60),
     ("reconcile networks with the SDN (OVN)", "apps.network.services.reconcile_network", 10),
+    ("settle usage into the wallets", "apps.billing.tasks.settle_usage", settings.PORTAL_BILLING_SETTLE_MINUTES),
 ]
 
 
