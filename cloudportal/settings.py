@@ -275,6 +275,8 @@ PORTAL_IMAGE_IMPORT_ALLOWED = env_list("PORTAL_IMAGE_IMPORT_ALLOWED")
 PORTAL_IMAGE_MAX_MB = env_int("PORTAL_IMAGE_MAX_MB", 20480)
 # Seconds a guest gets to shut down on ACPI before it is powered off.
 PORTAL_STOP_TIMEOUT = env_int("PORTAL_STOP_TIMEOUT", 60)
+# Hosts a build is retried on after the hypervisor refused it (0: the first failure is final).
+PORTAL_BUILD_RESCHEDULES = env_int("PORTAL_BUILD_RESCHEDULES", 2)
 # Seconds a live migration may copy before it is aborted (the guest runs on where it was).
 PORTAL_LIVE_MIGRATION_TIMEOUT = env_int("PORTAL_LIVE_MIGRATION_TIMEOUT", 300)
 # Room for hot resize each domain gets when it is defined (capped by its host; 0 turns it off).

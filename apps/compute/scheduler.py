@@ -32,6 +32,12 @@ class Request:
     exclude_host_ids: tuple[int, ...] = ()  # e.g. the source of a migration
 
 
+def request_for(instance: Instance, *, exclude: tuple[int, ...] = ()) -> Request:
+    """What an existing instance needs of another host (a move, a build retried elsewhere)."""
+    return Request(vcpus=instance.vcpus, ram_mb=instance.ram_mb, arch=instance.image.arch, region=instance.region,
+                   cluster=instance.availability_zone, group=instance.group, exclude_host_ids=exclude)
+
+
 def _fits(host: Host, request: Request) -> bool:
     return (
         host.vcpus_used + request.vcpus <= host.vcpus_capacity

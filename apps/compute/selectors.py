@@ -48,3 +48,12 @@ def list_images(actor: Actor) -> QuerySet[Image]:
 
 def list_instance_groups(actor: Actor) -> QuerySet[InstanceGroup]:
     return InstanceGroup.objects.for_actor(actor).prefetch_related("instances")
+
+
+def host_bound_volume(instance: Instance):
+    """A volume of the instance that lives on its host (a dir pool's file), if any: such an
+    instance cannot move to another host; RBD volumes are reached from anywhere."""
+    from apps.storage.models import StoragePool, VolumeAttachment
+
+    return (VolumeAttachment.objects.select_related("volume__pool__host").filter(instance=instance)
+            .exclude(volume__pool__backend=StoragePool.RBD).first())

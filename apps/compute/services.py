@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from django.conf import settings
 
-from apps.compute import cloudinit, imagestore, scheduler
+from apps.compute import cloudinit, imagestore, scheduler, selectors
 from apps.compute.drivers.base import DriverError, HostCapacity
 from apps.compute.hypervisors import get_compute_driver
 from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup, Region
@@ -747,19 +747,10 @@ def reset_password(actor: Actor, *, instance: Instance, user: str, password: str
 
 # --- migration and evacuation (operators) -------------------------------------------------
 
-def _move_request(instance: Instance, *, exclude: tuple[int, ...]) -> scheduler.Request:
-    return scheduler.Request(vcpus=instance.vcpus, ram_mb=instance.ram_mb, arch=instance.image.arch,
-                             region=instance.region, cluster=instance.availability_zone, group=instance.group,
-                             exclude_host_ids=exclude)
-
-
 def _check_movable(instance: Instance) -> None:
     """Only disks the target reaches move with the instance: RBD volumes (network storage). A
     dir pool's files stay on their host (a kernel-boot instance may have no disk at all)."""
-    from apps.storage.models import StoragePool, VolumeAttachment
-
-    local = (VolumeAttachment.objects.select_related("volume__pool__host").filter(instance=instance)
-             .exclude(volume__pool__backend=StoragePool.RBD).first())
+    local = selectors.host_bound_volume(instance)
     if local is not None:
         pool = local.volume.pool
         raise Conflict(f"{instance.public_id} has volume {local.volume.public_id} in pool {pool.name} on host "
@@ -778,7 +769,7 @@ def _start_move(actor: Actor, instance: Instance, target: Host | None, *, live: 
 
     source_id = instance.host_id
     _check_movable(instance)
-    new_host = scheduler.claim(_move_request(instance, exclude=(source_id,)), host=target)
+    new_host = scheduler.claim(scheduler.request_for(instance, exclude=(source_id,)), host=target)
     was = instance.status
     instance.status, instance.status_reason = Instance.MIGRATING, f"{'live ' if live else ''}to {new_host.name}"
     instance.save(update_fields=["status", "status_reason", "updated_at"])

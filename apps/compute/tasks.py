@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.compute import cloudinit, imagestore, scheduler, services
+from apps.compute import cloudinit, imagestore, scheduler, selectors, services
 from apps.compute.drivers.base import (
     RUNNING,
     SHUTOFF,
@@ -121,8 +121,11 @@ def provision_instance(instance_id: int, operation_id: int) -> None:
         core_services.operation_step(operation_id, step="defining the domain", progress=20,
                                      log=f"host {instance.host.name}, {instance.vcpus} vCPU, {instance.ram_mb} MiB")
         get_compute_driver(instance.host.uri).ensure_domain(domain_spec(instance))
-    except (DriverError, DomainError) as exc:
-        _fail_build(instance, operation_id, getattr(exc, "message", None) or str(exc))
+    except DriverError as exc:  # the hypervisor refused: another host may not
+        _fail_build(instance, operation_id, str(exc), reschedule=True)
+        return
+    except DomainError as exc:
+        _fail_build(instance, operation_id, exc.message)
         return
     with transaction.atomic():
         instance = Instance.objects.select_for_update().get(pk=instance_id)
@@ -133,14 +136,39 @@ def provision_instance(instance_id: int, operation_id: int) -> None:
     core_services.operation_finish(operation_id, result={"host": instance.host.name}, log="running")
 
 
-def _fail_build(instance: Instance, operation_id: int, reason: str) -> None:
-    """The build failed: remove what may exist, give the host claim back, keep the row in
-    `error` (its quota counts until the user deletes it, as on public clouds)."""
+def _fail_build(instance: Instance, operation_id: int, reason: str, *, reschedule: bool = False) -> None:
+    """The build failed: remove what may exist and give the host claim back. With
+    `reschedule` (the hypervisor refused), claim another host the build has not tried and
+    build there, PORTAL_BUILD_RESCHEDULES times at most, while the instance has nothing tied
+    to the failed host (a boot disk in its dir pool). Otherwise keep the row in `error` (its
+    quota counts until the user deletes it, as on public clouds)."""
+    from apps.core.models import Operation
+    from apps.core.tasks import enqueue_on_commit
+
     get_compute_driver(instance.host.uri).delete_domain(instance.public_id)
     with transaction.atomic():
-        locked = Instance.objects.select_for_update().get(pk=instance.pk)
+        locked = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=instance.pk)
+        operation = Operation.objects.select_for_update().get(pk=operation_id)
+        tried = [*operation.params.get("tried_hosts", []), locked.host_id]
         if locked.host_id:
             scheduler.release(locked.host_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
+        host = None
+        if (reschedule and len(tried) <= settings.PORTAL_BUILD_RESCHEDULES
+                and selectors.host_bound_volume(locked) is None):
+            try:
+                host = scheduler.claim(scheduler.request_for(locked, exclude=tuple(tried)))
+            except DomainError:
+                reason += f" (no other host could take it after {len(tried)})"
+        if host is not None:
+            operation.params = {**operation.params, "tried_hosts": tried}
+            operation.save(update_fields=["params"])
+            locked.host, locked.status, locked.status_reason = host, Instance.PENDING, f"Retrying on {host.name}"
+            locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
+            services.publish_instance(locked)
+            core_services.operation_step(operation_id, step="rescheduling", progress=5,
+                                         log=f"build failed on {instance.host.name}: {reason}; retrying on {host.name}")
+            enqueue_on_commit(provision_instance, locked.pk, operation_id, resource=locked)
+            return
         locked.host, locked.status, locked.status_reason = None, Instance.ERROR, f"Build failed: {reason}"[:512]
         locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
         services.publish_instance(locked)

@@ -69,9 +69,33 @@ def test_failed_build_releases_the_claim_and_says_why(a_owner, actor, inventory,
     FakeDriver("fake:///hv1").fail_next("ensure_domain", DriverError("qemu: could not open kernel"))
     [instance] = create(run_tasks, actor(a_owner), inventory)
     instance.refresh_from_db()
-    assert (instance.status, instance.status_reason) == ("error", "Build failed: qemu: could not open kernel")
+    assert (instance.status, instance.status_reason) == (
+        "error", "Build failed: qemu: could not open kernel (no other host could take it after 1)")
     assert Host.objects.get().vcpus_used == 0
     assert Operation.objects.get(resource_id=instance.public_id).status == "failed"
+
+
+def test_a_build_the_hypervisor_refuses_is_retried_on_other_hosts_a_bounded_number_of_times(
+        a_owner, actor, run_tasks, settings, db):
+    inventory = make_inventory("fake:///hv", hosts=4)
+    settings.PORTAL_BUILD_RESCHEDULES = 2
+    for n in (0, 1):
+        FakeDriver(f"fake:///hv-{n}").fail_next("ensure_domain", DriverError(f"qemu on hv-{n}: no KVM"))
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    instance.refresh_from_db()
+    assert (instance.status, instance.host.name) == ("running", "hv-2")
+    assert {h.name: h.vcpus_used for h in Host.objects.all()} == {"hv-0": 0, "hv-1": 0, "hv-2": 1, "hv-3": 0}
+    operation = Operation.objects.get(resource_id=instance.public_id)
+    assert operation.status == "succeeded" and "build failed on hv-1: qemu on hv-1: no KVM; retrying on hv-2" in (
+        operation.log)
+
+    for n in range(4):  # three refusals: the third host is the last one tried
+        FakeDriver(f"fake:///hv-{n}").fail_next("ensure_domain", DriverError(f"qemu on hv-{n}: no KVM"))
+    [second] = create(run_tasks, actor(a_owner), inventory, name="db")
+    second.refresh_from_db()
+    assert (second.status, second.host) == ("error", None)
+    assert second.status_reason.startswith("Build failed: qemu on hv-")
+    assert sum(h.vcpus_used for h in Host.objects.all()) == 1  # only the first instance's claim
 
 
 def test_batch_create_and_quota_message(a_owner, operator, actor, inventory, run_tasks):
