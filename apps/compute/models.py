@@ -272,6 +272,7 @@ class Instance(TenantOwned):
     metadata = models.JSONField(default=dict, blank=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     recycled_at = models.DateTimeField(null=True, blank=True)
+    pci_addresses = models.JSONField(default=list, blank=True, help_text="Host PCI devices (GPUs) passed through.")
 
     class Meta(TenantOwned.Meta):
         permissions = [("console_instance", "Open the instance's console")]

@@ -2,7 +2,8 @@
 
 The claim (vCPUs, RAM, instance count added to the host row) happens under the host's row lock
 in the caller's transaction, re-checked after locking, so concurrent creates never push a host
-past its overcommit ratios. A failed build gives the claim back with `release`."""
+past its overcommit ratios, and PCI devices (GPUs) are handed to one instance at a time. A failed
+build gives the claim back with `release`."""
 
 from __future__ import annotations
 
@@ -30,18 +31,36 @@ class Request:
     cluster: Cluster | None = None
     group: InstanceGroup | None = None
     exclude_host_ids: tuple[int, ...] = ()  # e.g. the source of a migration
+    gpu_count: int = 0
+    gpu_type: str = ""  # PCI vendor_id:product_id, e.g. 10de:1eb8
 
 
 def request_for(instance: Instance, *, exclude: tuple[int, ...] = ()) -> Request:
     """What an existing instance needs of another host (a move, a build retried elsewhere)."""
     return Request(vcpus=instance.vcpus, ram_mb=instance.ram_mb, arch=instance.image.arch, region=instance.region,
-                   cluster=instance.availability_zone, group=instance.group, exclude_host_ids=exclude)
+                   cluster=instance.availability_zone, group=instance.group, exclude_host_ids=exclude,
+                   gpu_count=instance.flavor.gpu_count, gpu_type=instance.flavor.gpu_type)
+
+
+def free_devices(host: Host, device_type: str) -> list[str]:
+    """Addresses of the host's PCI devices of `device_type` (vendor_id:product_id) that no live
+    instance on it holds."""
+    held = {address for addresses in Instance.objects.filter(host=host, deleted_at__isnull=True)
+            .exclude(pci_addresses=[]).values_list("pci_addresses", flat=True) for address in addresses}
+    return [d["address"] for d in host.pci_devices
+            if f"{d.get('vendor_id')}:{d.get('product_id')}" == device_type and d["address"] not in held]
+
+
+def claim_devices(host: Host, request: Request) -> list[str]:
+    """The PCI devices the instance gets on the host `claim` just chose (its row still locked)."""
+    return free_devices(host, request.gpu_type)[:request.gpu_count] if request.gpu_count else []
 
 
 def _fits(host: Host, request: Request) -> bool:
     return (
         host.vcpus_used + request.vcpus <= host.vcpus_capacity
         and host.memory_mb_used + request.ram_mb <= host.memory_mb_capacity
+        and (not request.gpu_count or len(free_devices(host, request.gpu_type)) >= request.gpu_count)
     )
 
 
@@ -79,7 +98,10 @@ def candidates(request: Request, limit: int = MAX_ATTEMPTS) -> list[Host]:
             hosts = hosts.exclude(pk__in=member_hosts)
         elif member_hosts:
             hosts = hosts.filter(pk__in=member_hosts)
-    return list(hosts.order_by("load", "pk")[:limit])
+    hosts = hosts.order_by("load", "pk")
+    if request.gpu_count:  # few hosts have GPUs: count their free devices here
+        return [h for h in hosts.exclude(pci_devices=[]) if _fits(h, request)][:limit]
+    return list(hosts[:limit])
 
 
 def claim(request: Request, *, host: Host | None = None) -> Host:
@@ -97,8 +119,9 @@ def claim(request: Request, *, host: Host | None = None) -> Host:
             return locked
     where = f"zone {request.cluster.code}" if request.cluster else f"region {request.region}"
     rule = f" while keeping the {request.group.policy} of group {request.group.public_id}" if request.group else ""
+    gpus = f" + {request.gpu_count} × GPU {request.gpu_type}" if request.gpu_count else ""
     raise Conflict(
-        f"No host in {where} can take {request.vcpus} vCPU / {request.ram_mb} MiB ({request.arch}){rule} now.",
+        f"No host in {where} can take {request.vcpus} vCPU / {request.ram_mb} MiB{gpus} ({request.arch}){rule} now.",
         code="no_valid_host",
     )
 

@@ -454,7 +454,8 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
     quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION,
                    amounts=_instance_usage(flavor_obj, count, boot_disk=image_obj.boot == Image.DISK))
     request = scheduler.Request(vcpus=flavor_obj.vcpus, ram_mb=flavor_obj.ram_mb, arch=image_obj.arch,
-                                region=settings.PORTAL_DEFAULT_REGION, cluster=zone, group=group)
+                                region=settings.PORTAL_DEFAULT_REGION, cluster=zone, group=group,
+                                gpu_count=flavor_obj.gpu_count, gpu_type=flavor_obj.gpu_type)
     created = []
     for n in range(count):
         host = scheduler.claim(request)
@@ -463,6 +464,7 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
             description=description, region=settings.PORTAL_DEFAULT_REGION, availability_zone=zone, host=host,
             flavor=flavor_obj, image=image_obj, key_pair=key_pair_obj, group=group, vcpus=flavor_obj.vcpus,
             ram_mb=flavor_obj.ram_mb, user_data=user_data, password_hash=password_hash,
+            pci_addresses=scheduler.claim_devices(host, request),
         )
         if subnet_obj:
             network.create_instance_port(actor, instance=instance, subnet=subnet_obj,
@@ -683,6 +685,9 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     if new.pk == locked.flavor_id:
         raise ValidationFailed("That is the current flavor.", fields={"flavor": ["Choose another flavor."]})
     _check_fit(new, locked.image)
+    if (new.gpu_count, new.gpu_type) != (locked.flavor.gpu_count, locked.flavor.gpu_type):
+        raise Conflict(f"{locked.public_id} has {locked.flavor.gpu_count} GPU(s) passed through; a resize keeps "
+                       "them: choose a flavor with the same GPUs (or create a new instance).", code="unsupported")
     boot_disk = locked.image.boot == Image.DISK
     if boot_disk and new.disk_gb < locked.flavor.disk_gb:
         raise ValidationFailed(f"Root disks do not shrink: {new.name} has {new.disk_gb} GB, the instance "
@@ -750,6 +755,9 @@ def reset_password(actor: Actor, *, instance: Instance, user: str, password: str
 def _check_movable(instance: Instance) -> None:
     """Only disks the target reaches move with the instance: RBD volumes (network storage). A
     dir pool's files stay on their host (a kernel-boot instance may have no disk at all)."""
+    if instance.pci_addresses:
+        raise Conflict(f"{instance.public_id} holds PCI devices (GPUs) of its host, which do not move with it.",
+                       code="unsupported")
     local = selectors.host_bound_volume(instance)
     if local is not None:
         pool = local.volume.pool

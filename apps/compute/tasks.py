@@ -83,7 +83,7 @@ def domain_spec(instance: Instance) -> DomainSpec:
     return DomainSpec(
         name=instance.public_id, vcpus=instance.vcpus, memory_mb=instance.ram_mb, virt_type=host.effective_virt_type,
         arch=image.arch, kernel=kernel, disks=(*storage.instance_disks(instance), *_seed_disks(instance)),
-        nics=network.instance_nics(instance), **hotplug_room(instance),
+        nics=network.instance_nics(instance), pci_devices=tuple(instance.pci_addresses), **hotplug_room(instance),
         serial_log=str(log),
         vnc_listen=host.management_address, title=instance.name[:64],
         labels=(("tenant", instance.tenant.public_id), ("instance", instance.public_id)),
@@ -147,7 +147,7 @@ def _fail_build(instance: Instance, operation_id: int, reason: str, *, reschedul
 
     get_compute_driver(instance.host.uri).delete_domain(instance.public_id)
     with transaction.atomic():
-        locked = Instance.objects.select_for_update(of=("self",)).select_related("image").get(pk=instance.pk)
+        locked = Instance.objects.select_for_update(of=("self",)).select_related("image", "flavor").get(pk=instance.pk)
         operation = Operation.objects.select_for_update().get(pk=operation_id)
         tried = [*operation.params.get("tried_hosts", []), locked.host_id]
         if locked.host_id:
@@ -155,22 +155,26 @@ def _fail_build(instance: Instance, operation_id: int, reason: str, *, reschedul
         host = None
         if (reschedule and len(tried) <= settings.PORTAL_BUILD_RESCHEDULES
                 and selectors.host_bound_volume(locked) is None):
+            request = scheduler.request_for(locked, exclude=tuple(tried))
             try:
-                host = scheduler.claim(scheduler.request_for(locked, exclude=tuple(tried)))
+                host = scheduler.claim(request)
             except DomainError:
                 reason += f" (no other host could take it after {len(tried)})"
+            else:
+                locked.pci_addresses = scheduler.claim_devices(host, request)
         if host is not None:
             operation.params = {**operation.params, "tried_hosts": tried}
             operation.save(update_fields=["params"])
             locked.host, locked.status, locked.status_reason = host, Instance.PENDING, f"Retrying on {host.name}"
-            locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
+            locked.save(update_fields=["host", "status", "status_reason", "pci_addresses", "updated_at"])
             services.publish_instance(locked)
             core_services.operation_step(operation_id, step="rescheduling", progress=5,
                                          log=f"build failed on {instance.host.name}: {reason}; retrying on {host.name}")
             enqueue_on_commit(provision_instance, locked.pk, operation_id, resource=locked)
             return
         locked.host, locked.status, locked.status_reason = None, Instance.ERROR, f"Build failed: {reason}"[:512]
-        locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
+        locked.pci_addresses = []
+        locked.save(update_fields=["host", "status", "status_reason", "pci_addresses", "updated_at"])
         services.publish_instance(locked)
     core_services.operation_fail(operation_id, error=reason)
 

@@ -49,9 +49,11 @@ class Unsupported(DriverError):
 @dataclass(frozen=True)
 class PciDevice:
     address: str  # 0000:65:00.0
-    vendor: str
+    vendor: str  # names, as the host's PCI database has them
     product: str
     device_class: str  # e.g. 0x030000 for a display controller
+    vendor_id: str = ""  # 10de: flavors ask for a device type as vendor_id:product_id
+    product_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class DomainSpec:
     max_memory_mb: int = 0
     disks: tuple[DiskSpec, ...] = ()
     nics: tuple[NicSpec, ...] = ()
+    pci_devices: tuple[str, ...] = ()  # host PCI addresses passed through (GPUs), 0000:65:00.0
     serial_log: str = ""  # file that receives the serial console output
     vnc_listen: str = "127.0.0.1"  # the host's management address; never a public one
     title: str = ""

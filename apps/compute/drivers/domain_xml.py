@@ -66,6 +66,17 @@ def nic_element(nic: NicSpec) -> ET.Element:
     return element
 
 
+def hostdev_element(address: str) -> ET.Element:
+    """A host PCI device (a GPU) given to the guest; libvirt detaches it from its host driver
+    (vfio-pci) while the guest runs (`managed`)."""
+    domain, bus, slot_function = address.split(":")
+    slot, function = slot_function.split(".")
+    element = ET.Element("hostdev", mode="subsystem", type="pci", managed="yes")
+    source = _sub(element, "source")
+    _sub(source, "address", domain=f"0x{domain}", bus=f"0x{bus}", slot=f"0x{slot}", function=f"0x{function}")
+    return element
+
+
 def nic_xml(nic: NicSpec) -> str:
     return ET.tostring(nic_element(nic), encoding="unicode")
 
@@ -136,6 +147,8 @@ def build(spec: DomainSpec, *, uuid: str = "") -> str:
         devices.append(disk_element(disk))
     for nic in spec.nics:
         devices.append(nic_element(nic))
+    for address in spec.pci_devices:
+        devices.append(hostdev_element(address))
     # A pty, so the serial console takes input too; its output is also kept in the log file.
     serial = _sub(devices, "serial", type="pty")
     if spec.serial_log:
@@ -223,12 +236,18 @@ def pci_device(xml: str) -> PciDevice:
     address = "{:04x}:{:02x}:{:02x}.{:x}".format(
         *(int(cap.findtext(part, default="0")) for part in ("domain", "bus", "slot", "function"))
     )
+    vendor, product = cap.find("vendor"), cap.find("product")
     return PciDevice(
         address=address,
         vendor=cap.findtext("vendor", default=""),
         product=cap.findtext("product", default=""),
         device_class=cap.findtext("class", default=""),
+        vendor_id=_pci_id(vendor), product_id=_pci_id(product),
     )
+
+
+def _pci_id(element: ET.Element | None) -> str:
+    return (element.get("id", "") if element is not None else "").lower().removeprefix("0x")
 
 
 def with_vnc_listen(xml: str, address: str) -> str:

@@ -50,6 +50,15 @@ def test_capabilities_and_pci_parsing():
       <vendor id='0x10de'>NVIDIA</vendor></capability></device>"""
     device = domain_xml.pci_device(pci)
     assert (device.address, device.vendor, device.device_class) == ("0000:65:00.0", "NVIDIA", "0x030000")
+    assert (device.vendor_id, device.product_id) == ("10de", "1eb8")
+
+
+def test_gpus_pass_through_as_managed_hostdevs():
+    spec = DomainSpec(name="i-g", vcpus=4, memory_mb=8192, pci_devices=("0000:65:00.0", "0000:b3:00.1"))
+    hostdevs = ET.fromstring(domain_xml.build(spec)).findall("devices/hostdev")
+    assert [(h.get("type"), h.get("managed")) for h in hostdevs] == [("pci", "yes"), ("pci", "yes")]
+    assert hostdevs[1].find("source/address").attrib == {"domain": "0x0000", "bus": "0xb3", "slot": "0x00",
+                                                          "function": "0x1"}
 
 
 def test_drivers_import_no_django():
