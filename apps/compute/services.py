@@ -581,28 +581,10 @@ def restore_instance(actor: Actor, *, instance: Instance) -> Instance:
 
 def purge_recycled_instances() -> int:
     """Delete the instances whose time in the recycle bin is over (scheduled)."""
-    from datetime import timedelta
-
     from apps.compute import tasks
-    from apps.core.audit import record
-    from apps.core.models import PlatformSettings
-    from apps.core.tasks import enqueue_on_commit
+    from apps.core.tasks import purge_recycle_bin
 
-    hours = PlatformSettings.load().recycle_bin_hours
-    due = Instance.objects.filter(status=Instance.RECYCLED, recycled_at__lte=timezone.now() - timedelta(hours=hours))
-    count = 0
-    for instance_id in due.values_list("pk", flat=True):
-        with transaction.atomic():
-            instance = Instance.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=instance_id)
-            if instance.status != Instance.RECYCLED:
-                continue
-            instance.status, instance.status_reason = Instance.DELETING, "Its time in the recycle bin is over"
-            instance.save(update_fields=["status", "status_reason", "updated_at"])
-            record(Actor.system(tenant=instance.tenant), action="instance.purge", area="compute", resource=instance)
-            publish_instance(instance)
-            enqueue_on_commit(tasks.destroy_instance, instance.pk, resource=instance)
-            count += 1
-    return count
+    return purge_recycle_bin(Instance, delete_task=tasks.destroy_instance, publish=publish_instance)
 
 
 @audited("instance_group.create", area="compute")

@@ -189,6 +189,35 @@ def export_audit_records(operation_id: int) -> None:
         raise
 
 
+def purge_recycle_bin(model, *, delete_task: Callable, publish: Callable) -> int:
+    """Send the rows of `model` whose time in the recycle bin (PlatformSettings.recycle_bin_hours)
+    is over to `deleting`, audited `<model>.purge`, and queue `delete_task(pk)` for each."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.core.actor import Actor
+    from apps.core.audit import record
+    from apps.core.models import PlatformSettings
+
+    hours = PlatformSettings.load().recycle_bin_hours
+    due = model.objects.filter(status=model.RECYCLED, recycled_at__lte=timezone.now() - timedelta(hours=hours))
+    count = 0
+    for pk in due.values_list("pk", flat=True):
+        with transaction.atomic():
+            row = model.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=pk)
+            if row.status != model.RECYCLED:
+                continue
+            row.status, row.status_reason = model.DELETING, "Its time in the recycle bin is over"
+            row.save(update_fields=["status", "status_reason", "updated_at"])
+            record(Actor.system(tenant=row.tenant), action=f"{model._meta.model_name}.purge", area=row.area,
+                   resource=row)
+            publish(row)
+            enqueue_on_commit(delete_task, row.pk, resource=row)
+            count += 1
+    return count
+
+
 OPERATION_RETENTION_DAYS = 30
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -394,25 +393,10 @@ def restore_volume(actor: Actor, *, volume: Volume) -> Volume:
 
 def purge_recycle_bin() -> int:
     """Delete the volumes whose time in the recycle bin is over (scheduled)."""
-    from apps.core.actor import Actor
-    from apps.core.models import PlatformSettings
-    from apps.core.tasks import enqueue_on_commit
+    from apps.core import tasks as core_tasks
     from apps.storage import tasks
 
-    hours = PlatformSettings.load().recycle_bin_hours
-    due = Volume.objects.filter(status=Volume.RECYCLED, recycled_at__lte=timezone.now() - timedelta(hours=hours))
-    count = 0
-    for volume_id in due.values_list("pk", flat=True):
-        with transaction.atomic():
-            volume = Volume.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=volume_id)
-            if volume.status != Volume.RECYCLED:
-                continue
-            volume.status, volume.status_reason = Volume.DELETING, "Its time in the recycle bin is over"
-            volume.save(update_fields=["status", "status_reason", "updated_at"])
-            record(Actor.system(tenant=volume.tenant), action="volume.purge", area="storage", resource=volume)
-            enqueue_on_commit(tasks.delete_volume, volume.pk, resource=volume)
-            count += 1
-    return count
+    return core_tasks.purge_recycle_bin(Volume, delete_task=tasks.delete_volume, publish=publish_volume)
 
 
 # --- attachments -----------------------------------------------------------------------------
