@@ -207,6 +207,17 @@ s.settimeout(0.5)
 sys.exit(0 if s.connect_ex((sys.argv[1], int(sys.argv[2]))) == 0 else 1)' "$1" "$2"
 }
 
+# wait_until SECONDS STEP COMMAND...: run COMMAND every STEP seconds until it succeeds (0), or
+# fail (1) once SECONDS have passed. COMMAND runs in this shell, so it may set variables.
+wait_until() {
+    local deadline=$((SECONDS + $1)) step="$2"
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || return 1
+        sleep "$step"
+    done
+}
+
 # _pid_alive PID [COMM_OR_CMDLINE_SUBSTRING]
 _pid_alive() {
     local pid="$1" want="${2:-}"
@@ -491,7 +502,7 @@ _libvirt_spawn() {
 # libvirt_stop (run on exit) stops only those, by PID. Leaves the `default` NAT network alone
 # (inactive, not autostarted). Idempotent.
 libvirt_start() {
-    local pid i timeout="${PORTAL_LIBVIRT_START_TIMEOUT:-30}" started=()
+    local timeout="${PORTAL_LIBVIRT_START_TIMEOUT:-30}" started=()
     if [[ -z "$_VIRTLOGD_STARTED_PID" ]] && ! _libvirt_daemon_pid virtlogd >/dev/null; then
         _VIRTLOGD_STARTED_PID="$(_libvirt_spawn virtlogd)" || { libvirt_stop; return 1; }
         started+=("virtlogd (pid $_VIRTLOGD_STARTED_PID)")
@@ -504,13 +515,10 @@ libvirt_start() {
         _LIBVIRTD_STARTED_PID="$(_libvirt_spawn libvirtd)" || { libvirt_stop; return 1; }
         started+=("libvirtd (pid $_LIBVIRTD_STARTED_PID)")
     fi
-    for ((i = 0; i < timeout * 10; i++)); do
-        if _virsh_answers; then
-            ((${#started[@]})) && log "started ${started[*]}"
-            return 0
-        fi
-        sleep 0.1
-    done
+    if wait_until "$timeout" 0.1 _virsh_answers; then
+        ((${#started[@]})) && log "started ${started[*]}"
+        return 0
+    fi
     log "libvirtd does not answer on $PORTAL_LIBVIRT_SYSTEM_URI after ${timeout}s (see /var/log/libvirt/libvirtd.log)"
     libvirt_stop
     return 1
@@ -635,7 +643,7 @@ _ceph_pool_usable() {
 # Exports PORTAL_TEST_CEPH_CONF, _USER (portal), _POOL (rbd) and _KEYRING. ceph_stop runs on
 # exit (on_exit). Returns non-zero, saying why, when Ceph is missing or does not come up.
 ceph_start() {
-    local dir conf port2 port1 fsid osd_uuid osd_id osd_key tool t0 deadline ms
+    local dir conf port2 port1 fsid osd_uuid osd_id osd_key tool t0 ms
     t0="${EPOCHREALTIME//[!0-9]/}"
     for tool in ceph-mon ceph-osd ceph ceph-authtool monmaptool rados rbd timeout; do
         if ! command -v "$tool" >/dev/null 2>&1; then
@@ -731,14 +739,10 @@ CONF
             && _CEPH_CALL_TIMEOUT="$_CEPH_START_TIMEOUT" _ceph rbd pool init rbd
     } >>"$dir/log/setup.log" 2>&1 || { _ceph_fail "creating the rbd pool or client.portal failed"; return 1; }
 
-    deadline=$((SECONDS + _CEPH_START_TIMEOUT))
-    until _ceph_pool_usable; do
-        if ((SECONDS >= deadline)); then
-            _ceph_fail "the rbd pool is not usable by client.portal after ${_CEPH_START_TIMEOUT}s"
-            return 1
-        fi
-        sleep 0.2
-    done
+    wait_until "$_CEPH_START_TIMEOUT" 0.2 _ceph_pool_usable || {
+        _ceph_fail "the rbd pool is not usable by client.portal after ${_CEPH_START_TIMEOUT}s"
+        return 1
+    }
 
     export PORTAL_TEST_CEPH_CONF="$conf" PORTAL_TEST_CEPH_USER=portal PORTAL_TEST_CEPH_POOL=rbd
     export PORTAL_TEST_CEPH_KEYRING="$dir/ceph.client.portal.keyring"
@@ -800,7 +804,7 @@ _ovn_nb_answers() {
 # and left running; one started here is stopped on exit (on_exit ovn_nb_stop). When the caller
 # exports OVN_NB_CONNECTION (production: a real OVN cluster), it does nothing.
 ovn_nb_start() {
-    local dir db sock pidfile pid tool deadline out
+    local dir db sock pidfile pid tool out
     if [[ -n "${OVN_NB_CONNECTION:-}" && "$OVN_NB_CONNECTION" != "$_OVN_NB_OWN_CONNECTION" ]]; then
         log "using the caller's OVN_NB_CONNECTION ($OVN_NB_CONNECTION)"
         return 0
@@ -841,16 +845,12 @@ ovn_nb_start() {
             log "ovsdb-server (OVN northbound) did not start"
             return 1
         fi
-        deadline=$((SECONDS + _OVN_NB_START_TIMEOUT))
-        until _ovn_nb_answers "$sock"; do
-            if ((SECONDS >= deadline)); then
-                tail -n 15 "$dir/nb.log" >&2
-                ovn_nb_stop "$dir"
-                log "the OVN northbound ovsdb-server does not answer on unix:$sock after ${_OVN_NB_START_TIMEOUT}s"
-                return 1
-            fi
-            sleep 0.1
-        done
+        if ! wait_until "$_OVN_NB_START_TIMEOUT" 0.1 _ovn_nb_answers "$sock"; then
+            tail -n 15 "$dir/nb.log" >&2
+            ovn_nb_stop "$dir"
+            log "the OVN northbound ovsdb-server does not answer on unix:$sock after ${_OVN_NB_START_TIMEOUT}s"
+            return 1
+        fi
         log "OVN $(ovn-nbctl --version 2>/dev/null | awk 'NR == 1 {print $NF}') northbound ovsdb-server on" \
             "unix:$sock (pid $(head -n 1 "$pidfile" 2>/dev/null))"
     fi
@@ -949,7 +949,7 @@ _ovn_stack_answers() {
 # runs and answers; else start COMMAND --pidfile --log-file=DIR/NAME.log --detach and wait until
 # it answers. WHAT names it in messages.
 _ovn_stack_daemon() {
-    local name="$1" what="$2" pidfile="$_OVN_STACK_DIR/$1.pid" log_file="$_OVN_STACK_DIR/$1.log" pid out deadline
+    local name="$1" what="$2" pidfile="$_OVN_STACK_DIR/$1.pid" log_file="$_OVN_STACK_DIR/$1.log" pid out
     shift 2
     pid="$(head -n 1 "$pidfile" 2>/dev/null || true)"
     # the pid file's path is on the daemon's command line: a recycled PID is not taken for it
@@ -967,15 +967,11 @@ _ovn_stack_daemon() {
         log "$what did not start"
         return 1
     fi
-    deadline=$((SECONDS + _OVN_STACK_TIMEOUT))
-    until _ovn_stack_answers "$name"; do
-        if ((SECONDS >= deadline)); then
-            tail -n 15 "$log_file" >&2 2>/dev/null
-            log "$what does not answer after ${_OVN_STACK_TIMEOUT}s"
-            return 1
-        fi
-        sleep 0.05
-    done
+    wait_until "$_OVN_STACK_TIMEOUT" 0.05 _ovn_stack_answers "$name" || {
+        tail -n 15 "$log_file" >&2 2>/dev/null
+        log "$what does not answer after ${_OVN_STACK_TIMEOUT}s"
+        return 1
+    }
 }
 
 # _ovn_stack_stop_daemon NAME: stop the daemon NAME if this shell started it, by the PID in its
@@ -1087,7 +1083,7 @@ _ovn_stack_unlock() {
 # _ovn_local_stack_up: ovn_local_stack_start's daemons, with the lock held. 0: up; 1: failed;
 # 2: OVS_DEFAULT_DB is another Open vSwitch's.
 _ovn_local_stack_up() {
-    local dir="$_OVN_STACK_DIR" run="$_OVN_STACK_RUN" reason deadline chassis
+    local dir="$_OVN_STACK_DIR" run="$_OVN_STACK_RUN" reason
     local -a vsctl=(ovs-vsctl --db="unix:$run/db.sock" --timeout=10)
     # before starting anything: a test run's stack may use it
     if reason="$(_ovs_default_db_taken)"; then log "warning: $reason"; return 2; fi
@@ -1121,16 +1117,18 @@ _ovn_local_stack_up() {
     # ovn-controller 23.03 has no --unixctl: its control socket is OVN_RUNDIR/ovn-controller.PID.ctl
     _ovn_stack_daemon ovn-controller ovn-controller ovn-controller "unix:$run/db.sock" || return 1
 
-    deadline=$((SECONDS + _OVN_STACK_TIMEOUT))
-    until chassis="$(_ovn_env ovn-sbctl --db="unix:$run/sb.sock" --timeout=5 --bare --columns=name \
-        find Chassis "name=$OVN_LOCAL_CHASSIS" 2>/dev/null)" && [[ "$chassis" == "$OVN_LOCAL_CHASSIS" ]]; do
-        if ((SECONDS >= deadline)); then
-            tail -n 15 "$dir/ovn-controller.log" >&2 2>/dev/null
-            log "ovn-controller did not register chassis $OVN_LOCAL_CHASSIS after ${_OVN_STACK_TIMEOUT}s"
-            return 1
-        fi
-        sleep 0.05
-    done
+    wait_until "$_OVN_STACK_TIMEOUT" 0.05 _ovn_chassis_registered "$run" || {
+        tail -n 15 "$dir/ovn-controller.log" >&2 2>/dev/null
+        log "ovn-controller did not register chassis $OVN_LOCAL_CHASSIS after ${_OVN_STACK_TIMEOUT}s"
+        return 1
+    }
+}
+
+# _ovn_chassis_registered RUNDIR: the southbound database (RUNDIR/sb.sock) lists this machine's chassis.
+_ovn_chassis_registered() {
+    local chassis
+    chassis="$(_ovn_env ovn-sbctl --db="unix:$1/sb.sock" --timeout=5 --bare --columns=name \
+        find Chassis "name=$OVN_LOCAL_CHASSIS" 2>/dev/null)" && [[ "$chassis" == "$OVN_LOCAL_CHASSIS" ]]
 }
 
 # ovn_local_stack_start DIR: the whole OVN stack on this machine, for `make run`: ovn_nb_start DIR,

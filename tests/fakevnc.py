@@ -3,7 +3,6 @@ it receives, and counts its connections (a refused ticket must never reach it)."
 
 from __future__ import annotations
 
-import socket
 import socketserver
 import threading
 
@@ -33,7 +32,3 @@ class FakeVnc:
         self._server.server_close()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -42,6 +42,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import log_tail
+
 NB_SCHEMA = Path("/usr/share/ovn/ovn-nb.ovsschema")  # Debian's ovn-central
 SB_SCHEMA = Path("/usr/share/ovn/ovn-sb.ovsschema")
 OVS_SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")  # Debian's openvswitch-common
@@ -98,13 +100,6 @@ def _ctl(command: list[str], *, env: dict[str, str] | None = None, error: type[C
     if done.returncode != 0:
         raise error(f"{' '.join(command)} failed (exit {done.returncode}): {done.stderr.strip()}")
     return done.stdout
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(no log: {exc})"
 
 
 def _pid_is(pid: int, pidfile: Path) -> bool:
@@ -169,7 +164,8 @@ def _start_daemon(name: str, command: list[str], pidfile: Path, log_path: Path,
         stale.unlink(missing_ok=True)
     done = _run([*command, f"--pidfile={pidfile}", f"--log-file={log_path}", "--detach"], env=env)
     if done.returncode != 0:
-        raise RuntimeError(f"{name} did not start (exit {done.returncode}): {done.stderr.strip()}\n{_tail(log_path)}")
+        raise RuntimeError(f"{name} did not start (exit {done.returncode}): {done.stderr.strip()}\n"
+                           f"{log_tail(log_path)}")
     return _Daemon(name, int(pidfile.read_text().split()[0]), pidfile, log_path)
 
 
@@ -189,9 +185,9 @@ def _wait_until(ready, what: str, daemons: list[_Daemon], timeout: float = START
     while not ready():
         for daemon in daemons:
             if not daemon.alive():
-                raise RuntimeError(f"{daemon.name} exited while waiting until {what}:\n{_tail(daemon.log_path)}")
+                raise RuntimeError(f"{daemon.name} exited while waiting until {what}:\n{log_tail(daemon.log_path)}")
         if time.monotonic() > deadline:
-            logs = "\n".join(f"--- {d.name} ({d.log_path}):\n{_tail(d.log_path, 10)}" for d in daemons)
+            logs = "\n".join(f"--- {d.name} ({d.log_path}):\n{log_tail(d.log_path, 10)}" for d in daemons)
             raise RuntimeError(f"not {what} after {timeout}s\n{logs}")
         time.sleep(0.02)
 
@@ -217,7 +213,7 @@ class NbServer:
         return self.directory / "nb.log"
 
     def log_tail(self, lines: int = 20) -> str:
-        return _tail(self.log_path, lines)
+        return log_tail(self.log_path, lines)
 
     def nbctl(self, *args: str) -> str:
         """`ovn-nbctl --db=<connection> --timeout=10 ARGS...`; its stdout."""
@@ -461,7 +457,7 @@ class OvnStack:
 
     def log_tails(self, lines: int = 10) -> str:
         """The end of every daemon's log, for a failing test's report."""
-        parts = [f"--- {d.name} ({d.log_path}):\n{_tail(d.log_path, lines)}" for d in self._daemons]
+        parts = [f"--- {d.name} ({d.log_path}):\n{log_tail(d.log_path, lines)}" for d in self._daemons]
         if self.nb is not None:
             parts.insert(0, f"--- ovsdb-server (NB) ({self.nb.log_path}):\n{self.nb.log_tail(lines)}")
         return "\n".join(parts)

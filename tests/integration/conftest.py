@@ -41,6 +41,7 @@ from apps.compute.drivers.base import Transient
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.models import Host, Image
 from tests.integration import second_host
+from tests.processes import log_tail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -102,10 +103,7 @@ class LiveServer:
     log_path: Path
 
     def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as exc:
-            return f"(no log: {exc})"
+        return log_tail(self.log_path, lines)
 
 
 def _get_status(host: str, port: int, path: str) -> int | None:

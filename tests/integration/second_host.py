@@ -20,13 +20,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.processes import free_port, log_tail
 
 START_TIMEOUT = 30  # seconds until the daemon answers
 STOP_TIMEOUT = 15  # seconds a daemon gets to exit on SIGTERM
@@ -69,16 +70,7 @@ class SecondHost:
     log_path: Path
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError as exc:
-            return f"(no log: {exc})"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return log_tail(self.log_path, lines)
 
 
 def _write_config(state: Path, port: int) -> None:
@@ -114,7 +106,7 @@ def start(log_path: Path) -> SecondHost:
         raise CannotStart("mount namespaces and a system libvirtd need root")
     libvirt.registerErrorHandler(lambda _ctx, _error: None, None)  # refusals while it starts are expected
     state = Path(tempfile.mkdtemp(prefix="portal-second-libvirt-"))
-    port = _free_port()
+    port = free_port()
     _write_config(state, port)
     mounts = [arg for name, target in MOUNTS.items() for arg in (name, target)]
     with log_path.open("w") as log:

@@ -5,7 +5,8 @@ import pytest
 from apps.compute import services as compute
 from apps.compute.drivers.fake import FakeDriver
 from tests.factories.compute import make_inventory
-from tests.fakevnc import FakeVnc, free_port
+from tests.fakevnc import FakeVnc
+from tests.processes import free_port
 
 
 @pytest.fixture
