@@ -143,7 +143,7 @@ class InstanceAdmin(ReadOnlyAdmin):
     list_filter = ["status", "host", "availability_zone"]
     search_fields = ["public_id", "name", "tenant__name"]
     list_select_related = ["tenant", "host", "flavor"]
-    actions = ["start", "stop", "force_stop", "reboot", "live_migrate", "migrate"]
+    actions = ["start", "stop", "force_stop", "reboot", "restore", "live_migrate", "migrate"]
 
     @admin.display(description="Console")
     def console(self, instance):
@@ -171,6 +171,10 @@ class InstanceAdmin(ReadOnlyAdmin):
     @admin.action(description="Reboot selected instances")
     def reboot(self, request, queryset):
         self._each(request, queryset, services.reboot_instance, "rebooting")
+
+    @admin.action(description="Restore selected instances from the recycle bin")
+    def restore(self, request, queryset):
+        self._each(request, queryset, services.restore_instance, "restoring")
 
     @admin.action(description="Live-migrate selected instances (the scheduler picks the hosts)")
     def live_migrate(self, request, queryset):

@@ -33,3 +33,19 @@ class InstanceCreateForm(forms.Form):
             data[optional] = data[optional] or None
         data["security_groups"] = data["security_groups"] or None
         return data
+
+
+class ResizeForm(forms.Form):
+    flavor = forms.ChoiceField(help_text="Running: vCPUs and memory are added live; stop it to shrink it.")
+
+    def __init__(self, *args, flavors, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["flavor"].choices = [(f.name, str(f)) for f in flavors]
+
+
+class RebuildForm(forms.Form):
+    image = forms.ChoiceField(help_text="Reinstalls the instance: what its boot disk holds is lost.")
+
+    def __init__(self, *args, images, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["image"].choices = [(i.public_id, i.name) for i in images]

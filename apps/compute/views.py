@@ -1,5 +1,6 @@
 """Console pages for instances: list with live status, create, detail, power actions."""
 
+from django.contrib import messages
 from django.shortcuts import redirect
 
 from apps.compute import forms, selectors, services
@@ -50,6 +51,14 @@ class InstanceListView(ConsoleView):
         return redirect("instance-list")
 
 
+def _change_forms(actor, instance, data=None) -> dict:
+    """The detail page's resize and rebuild forms: other flavors, images of the same boot type."""
+    flavors = selectors.list_flavors(actor).exclude(pk=instance.flavor_id)
+    images = selectors.list_images(actor).filter(status="active", boot=instance.image.boot)
+    return {"resize": forms.ResizeForm(data, flavors=flavors),
+            "rebuild": forms.RebuildForm(data, images=images, initial={"image": instance.image.public_id})}
+
+
 class InstanceDetailView(ConsoleView):
     template_name = "compute/instance_detail.html"
 
@@ -58,7 +67,8 @@ class InstanceDetailView(ConsoleView):
         instance = selectors.get_instance(self.actor, public_id, include_deleted=bool(request.headers.get("HX-Request")))
         template = "compute/_instance_status.html" if request.headers.get("HX-Request") else None
         return self.render(
-            {"instance": instance, "actions": selectors.instance_actions(self.actor, instance)[:20]},
+            {"instance": instance, "actions": selectors.instance_actions(self.actor, instance)[:20],
+             "forms": _change_forms(self.actor, instance)},
             template=template,
         )
 
@@ -85,11 +95,22 @@ ACTIONS = {
     "delete-now": (services.delete_instance, {"force": True}),
     "restore": (services.restore_instance, {}),
 }
+# Actions with a form on the detail page: the form's one field is the service's argument.
+FORM_ACTIONS = {"resize": services.resize_instance, "rebuild": services.rebuild_instance}
 
 
 class InstanceActionView(ConsoleView):
     def post(self, request, public_id, action):
         instance = selectors.get_instance(self.actor, public_id)
+        if action in FORM_ACTIONS:
+            # The page is shown again after a redirect: refusals go to its messages, not the form.
+            form = _change_forms(self.actor, instance, request.POST)[action]
+            if form.is_valid():
+                self.call(None, FORM_ACTIONS[action], instance=instance, success=f"{action.capitalize()} requested.",
+                          **form.cleaned_data)
+            else:
+                messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
+            return redirect("instance-detail", public_id=public_id)
         if action not in ACTIONS:
             return redirect("instance-detail", public_id=public_id)
         service, options = ACTIONS[action]

@@ -5,9 +5,9 @@ Two tabs of one signed-in owner: the second creates an instance through the `#cr
 form; the first, left alone on /instances/, shows the new row turn `running` without reloading
 (the server runs tasks synchronously, so provisioning happens inside the POST and its events
 reach the first tab over /ws/events/, whose tbody re-fetches on `portal:instance`). Then, in the
-first tab, the instance is force-stopped and deleted from its detail page, which puts it in the
-list's recycle bin, and deleted for good from there. Whatever happens, no libvirt domain is left
-behind."""
+first tab, the instance is resized while it runs, force-stopped and deleted from its detail page,
+which puts it in the list's recycle bin, and deleted for good from there. Whatever happens, no
+libvirt domain is left behind."""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ expect = pytest.importorskip("playwright.sync_api", reason="Playwright (Python) 
 from apps.compute.drivers.base import NotFound
 from apps.compute.drivers.libvirt import LibvirtDriver
 from apps.compute.models import Host, Instance
+from apps.compute.services import create_flavor
+from apps.core.actor import Actor
 from apps.core.models import PlatformSettings
 from tests.factories.tenants import PASSWORD, make_tenant
 from tests.integration.guests import remove_instances
@@ -37,6 +39,7 @@ def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_co
     base = daphne_server.url
     tenant = make_tenant("Compute Tenant", owner_username="vmowner")
     PlatformSettings.objects.update_or_create(pk=1, defaults={"recycle_bin_hours": 24})
+    create_flavor(Actor.system(), name="t1.hot", vcpus=2, ram_mb=256)
     driver = LibvirtDriver(settings.PORTAL_LIBVIRT_URI)
     try:
         # Tab 1: the instance list, signed in, live websocket connected.
@@ -83,11 +86,25 @@ def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_co
         listing.screenshot(path=str(shot), full_page=True)
         assert shot.is_file() and shot.stat().st_size > 10_000, "the screenshot is missing or blank"
 
-        # Tab 1: the detail page, force stop.
+        # Tab 1: the detail page; resize the running instance (vCPUs and memory plugged in live).
         row.get_by_role("link", name=INSTANCE_NAME).click()
         expect(listing).to_have_url(f"{base}/instances/{instance.public_id}/")
         status = listing.locator("#instance-status [data-status]")
         expect(status).to_have_attribute("data-status", "running")
+        listing.locator("#resize select[name=flavor]").select_option("t1.hot")
+        listing.locator("#resize").get_by_role("button", name="Resize").click()
+        expect(listing.get_by_role("alert").filter(has_text="Resize requested")).to_have_count(1)
+        expect(status).to_have_attribute("data-status", "running", timeout=RUNNING_TIMEOUT_MS)
+        resized = Instance.objects.get(pk=instance.pk)
+        assert (resized.status, resized.vcpus, resized.ram_mb) == ("running", 2, 256), resized.status_reason
+        assert (driver.domain_info(instance.public_id).vcpus, driver.domain_info(instance.public_id).memory_mb) == (
+            2, 256)
+        expect(listing.get_by_role("row", name="Flavor")).to_contain_text("t1.hot")
+        detail_shot = output_dir / "instance-resized.png"
+        listing.screenshot(path=str(detail_shot), full_page=True)
+        assert detail_shot.stat().st_size > 10_000, "the screenshot is missing or blank"
+
+        # Force stop.
         listing.get_by_role("button", name="Force stop", exact=True).click()
         expect(status).to_have_attribute("data-status", "stopped", timeout=RUNNING_TIMEOUT_MS)
         expect(listing.get_by_role("alert").filter(has_text="Force stop requested")).to_have_count(1)
@@ -110,6 +127,7 @@ def test_instance_created_in_one_tab_goes_live_in_another(tiny_image, browser_co
         expect(listing.locator(f"#instances tr[data-instance='{instance.public_id}']")).to_have_count(0)
         recycled = listing.locator(f"#recycle-bin tr[data-instance='{instance.public_id}']")
         expect(recycled).to_have_count(1)
+        listing.screenshot(path=str(output_dir / "instances-recycle-bin.png"), full_page=True)
         assert Instance.objects.get(pk=instance.pk).status == Instance.RECYCLED
         assert driver.domain_info(instance.public_id).state == "shutoff"
         listing.once("dialog", accept)

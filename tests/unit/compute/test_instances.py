@@ -8,7 +8,7 @@ from apps.compute.drivers.base import NotFound as DomainNotFound
 from apps.compute.drivers.fake import FakeDriver
 from apps.compute.models import Host, Instance
 from apps.core.exceptions import Conflict, NotFound, PermissionDenied, QuotaExceeded, ValidationFailed
-from apps.core.models import Operation
+from apps.core.models import AuditRecord, Operation
 from apps.tenants.models import Quota
 from tests.factories.compute import make_inventory
 
@@ -282,6 +282,34 @@ def test_domains_without_room_resize_only_when_stopped(a_owner, actor, inventory
     [instance] = create(run_tasks, actor(a_owner), inventory)
     with pytest.raises(Conflict, match="Stop it to resize it"):
         services.resize_instance(actor(a_owner), instance=instance, flavor="t1.small")
+
+
+def test_resize_and_rebuild_from_the_detail_page(a_owner, b_owner, actor, inventory, run_tasks, operator, client,
+                                                django_capture_on_commit_callbacks):
+    services.create_flavor(operator, name="t1.small", vcpus=2, ram_mb=256)
+    [instance] = create(run_tasks, actor(a_owner), inventory)
+    url = f"/instances/{instance.public_id}"
+    client.force_login(b_owner.user)
+    assert client.post(f"{url}/resize", {"flavor": "t1.small"}).status_code == 404
+    client.force_login(a_owner.user)
+    page = client.get(f"{url}/").content.decode()
+    assert 'id="resize"' in page and '<option value="t1.small">' in page and 'value="t1.nano"' not in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        done = client.post(f"{url}/resize", {"flavor": "t1.small"}, follow=True)
+    assert "Resize requested." in done.content.decode()
+    instance.refresh_from_db()
+    assert (instance.status, instance.vcpus, instance.ram_mb) == ("running", 2, 256)  # grown in place
+    refused = client.post(f"{url}/resize", {"flavor": "t1.nano"}, follow=True).content.decode()
+    assert "only added to it" in refused  # the service's 409, as a message on the page
+    unknown = client.post(f"{url}/resize", {"flavor": "t9.none"}, follow=True).content.decode()
+    assert "t9.none is not one of the available choices" in unknown
+    assert Instance.objects.get(pk=instance.pk).vcpus == 2
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(f"{url}/rebuild", {"image": inventory["image"].public_id})
+    assert Instance.objects.get(pk=instance.pk).status == "running"
+    assert AuditRecord.objects.filter(action="instance.rebuild", resource_id=instance.public_id).exists()
 
 
 def test_reset_password_is_unsupported_without_a_guest_agent(a_owner, actor, inventory, run_tasks):

@@ -105,3 +105,16 @@ def test_the_list_page_shows_the_bin_and_restores(a_owner, client, instance, act
     with django_capture_on_commit_callbacks(execute=True):
         client.post(f"/instances/{instance.public_id}/restore")
     assert Instance.objects.get(pk=instance.pk).status == "running"
+
+
+def test_operators_restore_from_the_back_office(a_owner, actor, instance, run_tasks, admin_client,
+                                                django_capture_on_commit_callbacks):
+    run_tasks(services.delete_instance, actor(a_owner), instance=instance)
+    with django_capture_on_commit_callbacks(execute=True):
+        page = admin_client.post("/backoffice/compute/instance/", {
+            "action": "restore", "_selected_action": [instance.pk]}, follow=True).content.decode()
+    assert f"{instance.public_id}: restoring." in page.lower()  # the admin capitalises messages
+    assert Instance.objects.get(pk=instance.pk).status == "running"
+    refused = admin_client.post("/backoffice/compute/instance/", {
+        "action": "restore", "_selected_action": [instance.pk]}, follow=True).content.decode()
+    assert "Cannot restore instance" in refused
