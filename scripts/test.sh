@@ -16,6 +16,10 @@
 #   PYTEST_ARGS='-x -q' scripts/test.sh    (same, from the environment / make)
 #   PORTAL_TEST_DBS=sqlite|postgres        only one of the two runs
 #
+# When both runs happen, the tests marked libvirt, ovn or ceph (real guests, real OVN, real Ceph:
+# most of the wall time, and nothing in them differs by database) run in the PostgreSQL run only;
+# the SQLite run says so and deselects them, unless the arguments choose markers (-m) themselves.
+#
 # Exits non-zero if either run failed (pytest's "no tests collected", exit 5, is a failure).
 # The last lines printed are pytest's summary of the last run.
 set -euo pipefail
@@ -111,6 +115,10 @@ if ((run_sqlite)); then
     fi
     echo "== tests on SQLite (embedded) =="
     unset DATABASE_URL REDIS_URL
+    if ((run_pg)) && ! printf '%s\n' "${pytest_args[@]}" | grep -qx -- '-m'; then
+        echo "== the tests marked libvirt, ovn or ceph ran on PostgreSQL above: deselected here =="
+        pytest_args+=(-m "not (libvirt or ovn or ceph)")
+    fi
     run_pytest || rc_sqlite=$?
 fi
 
