@@ -179,6 +179,10 @@ class Wallet(PublicIdModel):
     balance = _money(default=0)
     credit_limit = _money(default=0, help_text="How far purchases may take the balance below zero.")
     low_balance_threshold = _money(default=0, help_text="Below this balance the tenant is warned.")
+    # The overdue policy's clock: when the balance plus credit first ran out (empty while it
+    # covers), and how far the policy has gone since (notified, stopped, recycled).
+    overdue_since = models.DateTimeField(null=True, blank=True)
+    overdue_stage = models.CharField(max_length=16, blank=True)
     # Usage is settled into this wallet up to here; a settlement asked for an earlier moment
     # (a late worker) has nothing to do.
     usage_settled_until = models.DateTimeField(null=True, blank=True)
@@ -259,3 +263,220 @@ class Transaction(PublicIdModel):
 
     def delete(self, *args, **kwargs):
         raise ValueError("ledger entries are append-only")
+
+
+class Order(PublicIdModel):
+    """One purchase: creating an on-demand resource, buying or renewing a prepaid period,
+    upgrading or downgrading a resource, topping up the wallet. `amount` is what the order
+    costs (charged when it is paid; 0 for an on-demand create, which usage metering bills);
+    `refunded` what was given back of it. The idempotency key is unique per tenant, so a
+    retried purchase finds its first order."""
+
+    public_id_prefix = "ord"
+    area = "billing"
+
+    CREATE, PURCHASE, RENEW, UPGRADE, DOWNGRADE, RECHARGE = "create", "purchase", "renew", "upgrade", "downgrade", \
+        "recharge"
+    KIND_CHOICES = [(CREATE, "create on demand"), (PURCHASE, "buy prepaid"), (RENEW, "renew"), (UPGRADE, "upgrade"),
+                    (DOWNGRADE, "downgrade"), (RECHARGE, "recharge")]
+    PENDING, PAID, FAILED, CANCELLED, REFUNDED = "pending", "paid", "failed", "cancelled", "refunded"
+    STATUS_CHOICES = [(PENDING, "pending"), (PAID, "paid"), (FAILED, "failed"), (CANCELLED, "cancelled"),
+                      (REFUNDED, "refunded")]
+    ON_DEMAND, MONTHLY, YEARLY = "on_demand", "monthly", "yearly"
+    MODE_CHOICES = [(ON_DEMAND, "on demand"), (MONTHLY, "monthly"), (YEARLY, "yearly")]
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=PENDING)
+    billing_mode = models.CharField(max_length=16, choices=MODE_CHOICES, default=ON_DEMAND)
+    resource_type = models.CharField(max_length=32, blank=True)
+    resource_id = models.CharField(max_length=32, blank=True)
+    currency = models.CharField(max_length=3)
+    amount = _money(default=0)
+    refunded = _money(default=0)
+    idempotency_key = models.CharField(max_length=128)
+    charge = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    message = models.CharField(max_length=255, blank=True, help_text="Why it failed or was cancelled or refunded.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "idempotency_key"], name="order_idempotency_key"),
+            models.CheckConstraint(condition=Q(amount__gte=0) & Q(refunded__gte=0) & Q(refunded__lte=F("amount")),
+                                   name="order_amounts"),
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="order_list"),
+                   models.Index(fields=["resource_id"], name="order_resource")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.kind} {self.amount} {self.currency} {self.status}"
+
+
+class OrderItem(models.Model):
+    """A line of an order: a product, at a quantity, for a period (prepaid) or per hour (on demand)."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    description = models.CharField(max_length=255, blank=True)
+    quantity = models.DecimalField(max_digits=15, decimal_places=3, default=1)
+    unit_price = _hourly(help_text="Per hour (on demand) or per period (prepaid).")
+    period_start = models.DateTimeField(null=True, blank=True)
+    period_end = models.DateTimeField(null=True, blank=True)
+    amount = _money(default=0)
+
+    class Meta:
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.product.code} ×{self.quantity} {self.amount}"
+
+
+class Subscription(PublicIdModel):
+    """A resource bought for monthly or yearly periods, paid up to `expires_at`. While it is
+    active the resource meters no on-demand usage of `product`'s meter. After expiry it goes
+    through the platform's policy: grace → the resource stopped → the recycle bin → deleted
+    (`ended`); renewing before it is deleted brings it back."""
+
+    public_id_prefix = "sub"
+    area = "billing"
+
+    ACTIVE, GRACE, SUSPENDED, RECYCLED, ENDED = "active", "grace", "suspended", "recycled", "ended"
+    STATUS_CHOICES = [(ACTIVE, "active"), (GRACE, "expired, in grace"), (SUSPENDED, "expired, resource stopped"),
+                      (RECYCLED, "expired, in the recycle bin"), (ENDED, "ended")]
+    TERM_CHOICES = [(Order.MONTHLY, "monthly"), (Order.YEARLY, "yearly")]
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    resource_type = models.CharField(max_length=32)
+    resource_id = models.CharField(max_length=32)
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="+")
+    quantity = models.DecimalField(max_digits=15, decimal_places=3, default=1)
+    region = models.CharField(max_length=64)
+    term = models.CharField(max_length=16, choices=TERM_CHOICES)
+    currency = models.CharField(max_length=3)
+    price = _money(help_text="Per term, as last paid.")
+    starts_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    auto_renew = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=ACTIVE)
+    status_changed_at = models.DateTimeField(default=timezone.now)
+    reminded_at = models.DateTimeField(null=True, blank=True, help_text="The last reminder before expiry.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["expires_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["resource_id"], condition=~Q(status="ended"),
+                                    name="subscription_one_per_resource"),
+            models.CheckConstraint(condition=Q(expires_at__gt=F("starts_at")), name="subscription_period"),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="subscription_due")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.resource_id} {self.term} until {self.expires_at:%Y-%m-%d}"
+
+
+class Payment(PublicIdModel):
+    """Money a tenant pays in through a payment gateway (a Stripe Checkout session): pending
+    until the gateway's event says it succeeded, which credits the wallet once
+    (`transaction`)."""
+
+    public_id_prefix = "pay"
+    area = "billing"
+
+    PENDING, SUCCEEDED, FAILED, EXPIRED = "pending", "succeeded", "failed", "expired"
+    STATUS_CHOICES = [(PENDING, "pending"), (SUCCEEDED, "succeeded"), (FAILED, "failed"), (EXPIRED, "expired")]
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    gateway = models.CharField(max_length=32)
+    external_id = models.CharField(max_length=255, blank=True, help_text="The gateway's id (a Checkout session).")
+    checkout_url = models.URLField(max_length=1024, blank=True)
+    amount = _money()
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES, default=PENDING)
+    order = models.OneToOneField(Order, on_delete=models.PROTECT, null=True, blank=True, related_name="payment")
+    transaction = models.ForeignKey(Transaction, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    message = models.CharField(max_length=255, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "external_id"], condition=~Q(external_id=""),
+                                    name="payment_external_id"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.gateway} {self.amount} {self.currency} {self.status}"
+
+
+class GatewayEvent(models.Model):
+    """A payment gateway's webhook event, kept once per event id: a replay finds it and does
+    nothing again."""
+
+    gateway = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=128)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now)
+    outcome = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["gateway", "event_id"], name="gateway_event_once")]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.event_id} {self.type}"
+
+
+class Notice(models.Model):
+    """A billing message to a tenant (low balance, overdue, resources stopped, a subscription
+    about to expire...), shown in the console until read and e-mailed to its owners once.
+    `key` is unique per tenant so a repeated check never says the same thing twice."""
+
+    area = "billing"
+
+    LOW_BALANCE, OVERDUE, STOPPED, RECYCLED, DELETED, EXPIRING, EXPIRED, RENEWED, RESTORED = (
+        "low_balance", "overdue", "stopped", "recycled", "deleted", "expiring", "expired", "renewed", "restored")
+    KIND_CHOICES = [(LOW_BALANCE, "low balance"), (OVERDUE, "overdue"), (STOPPED, "resources stopped"),
+                    (RECYCLED, "resources in the recycle bin"), (DELETED, "resources deleted"),
+                    (EXPIRING, "subscription expiring"), (EXPIRED, "subscription expired"),
+                    (RENEWED, "subscription renewed"), (RESTORED, "resources restored")]
+    INFO, WARNING, DANGER = "info", "warning", "danger"
+    LEVEL_CHOICES = [(INFO, "info"), (WARNING, "warning"), (DANGER, "danger")]
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=KIND_CHOICES)
+    level = models.CharField(max_length=8, choices=LEVEL_CHOICES, default=WARNING)
+    message = models.CharField(max_length=500)
+    resource_id = models.CharField(max_length=32, blank=True)
+    key = models.CharField(max_length=160)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "key"], name="notice_once")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"

@@ -195,6 +195,21 @@ class PlatformSettings(models.Model):
     recycle_bin_hours = models.PositiveIntegerField(
         default=24, help_text="Deleted instances and volumes stay restorable this long; 0 deletes them at once."
     )
+    # Billing policy: what happens to resources whose subscription expired or whose tenant's
+    # balance (plus credit) ran out: a grace period, then stopped, then the recycle bin (whose
+    # retention is recycle_bin_hours), then deleted.
+    overdue_grace_hours = models.PositiveIntegerField(
+        default=24, help_text="Hours an overdue tenant's on-demand resources keep running after the notice.")
+    expiry_grace_days = models.PositiveIntegerField(
+        default=3, help_text="Days an expired subscription's resource keeps running.")
+    stopped_days = models.PositiveIntegerField(
+        default=7, help_text="Days a resource stopped for billing stays stopped before the recycle bin.")
+    renewal_reminder_days = models.PositiveIntegerField(
+        default=7, help_text="Days before a subscription expires that its tenant is reminded.")
+    downgrade_refund_percent = models.PositiveIntegerField(
+        default=100, help_text="Share of a prepaid downgrade's prorated difference refunded to the wallet.")
+    create_requires_hours = models.PositiveIntegerField(
+        default=1, help_text="On-demand resources are created only if the balance plus credit covers this many hours.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
