@@ -3,6 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
+from apps.billing.api import views as billing
 from apps.compute.api import views as compute
 from apps.core.api.platform_views import AuditLogViewSet, OperationViewSet
 from apps.network.api import views as network
@@ -36,6 +37,12 @@ router.register("nat-gateways", network.NatGatewayViewSet, basename="nat-gateway
 router.register("havips", network.HaVipViewSet, basename="havip")
 router.register("load-balancers", network.LoadBalancerViewSet, basename="load-balancer")
 router.register("operations", OperationViewSet, basename="operation")
+router.register("transactions", billing.TransactionViewSet, basename="transaction")
+router.register("usage", billing.UsageViewSet, basename="usage")
+router.register("orders", billing.OrderViewSet, basename="order")
+router.register("subscriptions", billing.SubscriptionViewSet, basename="subscription")
+router.register("payments", billing.PaymentViewSet, basename="payment")
+router.register("notices", billing.NoticeViewSet, basename="notice")
 
 urlpatterns = [
     path("signup", tenants.SignUpViewSet.as_view({"post": "create"}), name="signup"),
@@ -43,5 +50,11 @@ urlpatterns = [
     path("roles", tenants.RoleViewSet.as_view({"get": "list"}), name="roles"),
     path("policies", tenants.PolicyViewSet.as_view({"get": "list"}), name="policies"),
     path("quotas", tenants.QuotaViewSet.as_view({"get": "list"}), name="quotas"),
+    path("wallet", billing.WalletViewSet.as_view({"get": "list", "patch": "partial_update"}), name="wallet"),
+    path("consumption", billing.ConsumptionViewSet.as_view({"get": "list"}), name="consumption"),
+    path("prices", billing.PriceListViewSet.as_view({"get": "list"}), name="prices"),
+    path("statements", billing.StatementViewSet.as_view({"get": "list"}), name="statements"),
+    path("statements/<str:month>.csv", billing.StatementViewSet.as_view({"get": "csv"}), name="statement-csv"),
+    path("statements/<str:month>", billing.StatementViewSet.as_view({"get": "retrieve"}), name="statement"),
     *router.urls,
 ]

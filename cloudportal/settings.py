@@ -3,6 +3,7 @@ embedded single-machine mode (SQLite, django-q2 ORM broker, in-memory channel la
 Every variable is listed in `.env.example` and docs/configuration.md."""
 
 import os
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import dj_database_url
@@ -323,6 +324,22 @@ PORTAL_CURRENCIES = {code.strip().upper(): int(digits) if digits.strip().isdigit
 PORTAL_DEFAULT_CURRENCY = env_str("PORTAL_DEFAULT_CURRENCY", "USD")
 # Minutes between two settlements of on-demand usage into the wallets.
 PORTAL_BILLING_SETTLE_MINUTES = env_int("PORTAL_BILLING_SETTLE_MINUTES", 60)
+# Payments: the gateway tenants recharge their wallets through (apps/billing/gateways), Stripe's
+# keys (empty: recharges are refused with a 503 and operators credit wallets by hand) and the API
+# address (empty: Stripe's own; tests point it at a local stand-in).
+PORTAL_PAYMENT_GATEWAY = env_str("PORTAL_PAYMENT_GATEWAY", "stripe")
+PORTAL_STRIPE_SECRET_KEY = env_str("PORTAL_STRIPE_SECRET_KEY")
+PORTAL_STRIPE_WEBHOOK_SECRET = env_str("PORTAL_STRIPE_WEBHOOK_SECRET")
+PORTAL_STRIPE_API_BASE = env_str("PORTAL_STRIPE_API_BASE")
+# The smallest and largest recharge a tenant may pay in, in PORTAL_DEFAULT_CURRENCY.
+try:
+    PORTAL_RECHARGE_MIN = Decimal(env_str("PORTAL_RECHARGE_MIN", "5"))
+    PORTAL_RECHARGE_MAX = Decimal(env_str("PORTAL_RECHARGE_MAX", "10000"))
+    _recharge_limits_ok = 0 < PORTAL_RECHARGE_MIN <= PORTAL_RECHARGE_MAX
+except InvalidOperation:
+    _recharge_limits_ok = False
+if not _recharge_limits_ok:
+    raise ImproperlyConfigured("PORTAL_RECHARGE_MIN and PORTAL_RECHARGE_MAX: decimal numbers, 0 < MIN <= MAX.")
 
 # --- VNC consoles ---
 # Seconds a console ticket may wait for its first (and only) use.

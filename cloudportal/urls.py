@@ -18,10 +18,12 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("healthz", healthz, name="healthz"),
+    path("billing/webhooks/", include("apps.billing.webhook_urls")),
     path("", include("apps.tenants.urls")),
     path("", include("apps.console.urls")),
     path("", include("apps.compute.urls")),
     path("", include("apps.storage.urls")),
     path("", include("apps.network.urls")),
+    path("", include("apps.billing.urls")),
     path("", include("apps.core.urls")),
 ]

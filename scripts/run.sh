@@ -54,6 +54,7 @@ manage seed_demo
 manage seed_compute
 manage seed_storage
 manage seed_network   # the demo tenant's default VPC and subnet (a warning without OVN)
+manage seed_billing   # products and list prices for the flavors and volume types, the demo's welcome credit
 manage setup_schedules
 
 # --- processes -------------------------------------------------------------------------------

@@ -446,6 +446,22 @@ class GatewayEvent(models.Model):
         return f"{self.gateway} {self.event_id} {self.type}"
 
 
+class GatewayCustomer(models.Model):
+    """A tenant as a payment gateway's customer (a Stripe Customer): made at its first payment
+    and reused for every later one, so the gateway keeps one customer's payments together."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.PROTECT, related_name="+")
+    gateway = models.CharField(max_length=32)
+    external_id = models.CharField(max_length=255)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "gateway"], name="gateway_customer_once")]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.external_id} (tenant {self.tenant_id})"
+
+
 class Notice(models.Model):
     """A billing message to a tenant (low balance, overdue, resources stopped, a subscription
     about to expire...), shown in the console until read and e-mailed to its owners once.

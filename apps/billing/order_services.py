@@ -104,8 +104,9 @@ def give_back(actor: Actor, *, order: Order, amount=None, reason: str) -> Order:
         left = order.amount - order.refunded
         amount = left if amount is None else money.clean_amount(amount, order.currency)
         if not left or amount > left:
-            raise ValidationFailed(f"At most {left} {order.currency} of this order is left to refund.",
-                                   fields={"amount": [f"At most {left}."]})
+            left_text = f"{left:.{money.places(order.currency)}f}"
+            raise ValidationFailed(f"At most {left_text} {order.currency} of this order is left to refund.",
+                                   fields={"amount": [f"At most {left_text}."]})
         entries = Transaction.objects.filter(wallet=wallet, idempotency_key__startswith=f"refund:{order.public_id}:")
         post(wallet, kind=Transaction.REFUND, amount=amount, key=f"refund:{order.public_id}:{entries.count() + 1}",
              actor=actor, reason=reason.strip()[:255], resource_type=order.resource_type,

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from apps.core.actor import Actor
 
 # The ledger writer and the wallet lock: parts of the audited services here and of settlement
-# (whose record is the ledger itself).
-UNAUDITED = ("locked_wallet", "post")
+# (whose record is the ledger itself); the idempotency key check, a pure validation.
+UNAUDITED = ("locked_wallet", "post", "clean_key")
 
 KEY_MAX = 128
 
@@ -166,7 +166,7 @@ def post(wallet: Wallet, *, kind: str, amount: Decimal, key: str, actor: Actor, 
     )
 
 
-def _clean_key(key: str) -> str:
+def clean_key(key: str) -> str:
     key = (key or "").strip()
     if not key or len(key) > KEY_MAX or any(ord(c) < 33 or ord(c) == 127 for c in key):
         raise ValidationFailed("An idempotency key of 1 to 128 visible characters is required.",
@@ -201,10 +201,17 @@ def _pay_in(actor: Actor, *, kind: str, tenant: Tenant, amount, currency: str, i
     require_operator(actor)
     currency = money.clean_currency(currency)
     amount = money.clean_amount(amount, currency)
-    key = _clean_key(idempotency_key)
+    key = clean_key(idempotency_key)
     wallet = _wallet_for(actor, tenant, currency)
-    return _replayed(wallet, key, kind, amount) or post(wallet, kind=kind, amount=amount, key=key, actor=actor,
-                                                       reason=(reason or "").strip()[:255])
+    if earlier := _replayed(wallet, key, kind, amount):
+        return earlier
+    entry = post(wallet, kind=kind, amount=amount, key=key, actor=actor, reason=(reason or "").strip()[:255])
+    # Money in may end an overdue tenant's suspension: the policy restores what it stopped once
+    # this commits (its schedule would too, later).
+    from apps.billing import policy
+
+    transaction.on_commit(lambda: policy.after_payment(tenant.pk))
+    return entry
 
 
 @audited("wallet.recharge", area="billing")
@@ -243,7 +250,7 @@ def charge(actor: Actor, *, tenant: Tenant, amount, currency: str, idempotency_k
         permissions.require_area(actor, "billing", "charge")
     currency = money.clean_currency(currency)
     amount = money.clean_amount(amount, currency)
-    key = _clean_key(idempotency_key)
+    key = clean_key(idempotency_key)
     wallet = _wallet_for(actor, tenant, currency)
     if earlier := _replayed(wallet, key, Transaction.CHARGE, -amount):
         return earlier
@@ -267,7 +274,7 @@ def adjust(actor: Actor, *, tenant: Tenant, amount, currency: str, reason: str,
         raise ValidationFailed("A reason is required.", fields={"reason": ["Say why."]})
     currency = money.clean_currency(currency)
     amount = money.clean_amount(amount, currency, signed=True)
-    key = _clean_key(idempotency_key or f"adjust:{uuid.uuid4()}")
+    key = clean_key(idempotency_key or f"adjust:{uuid.uuid4()}")
     wallet = _wallet_for(actor, tenant, currency)
     return _replayed(wallet, key, Transaction.ADJUSTMENT, amount) or post(
         wallet, kind=Transaction.ADJUSTMENT, amount=amount, key=key, actor=actor, reason=reason.strip()[:255])

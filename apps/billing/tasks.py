@@ -1,4 +1,5 @@
-"""Billing work on a schedule: on-demand usage settled into the wallets."""
+"""Billing work on a schedule: on-demand usage settled into the wallets; the billing policy
+(subscriptions expiring, overdue tenants, low balances)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 
 from django.utils import timezone
 
+from apps.billing import policy
 from apps.billing.models import UsageInterval
 from apps.billing.usage_services import settle_tenant_usage
 
@@ -36,3 +38,11 @@ def settle_usage(up_to: datetime | None = None) -> dict:
     if failed:
         raise RuntimeError(f"usage of tenants {failed} not settled ({summary})")
     return summary
+
+
+def apply_billing_policy() -> dict:
+    """Every 15 minutes (setup_schedules): subscriptions reminded, renewed, expired, their
+    resources stopped and recycled; overdue tenants warned, stopped, recycled, or restored when
+    they paid; low balances told (apps.billing.policy). Each step happens once, however often
+    this runs."""
+    return policy.run()

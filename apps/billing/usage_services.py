@@ -21,7 +21,6 @@ overdue policy acts on the balance; metering and settlement never refuse."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -29,15 +28,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.utils import timezone
 
-from apps.billing import money, rating
-from apps.billing.models import Price, Product, TenantPriceOverride, Transaction, UsageInterval, Wallet
+from apps.billing import money, rating, selectors
+from apps.billing.models import Product, Transaction, UsageInterval, Wallet
 from apps.billing.services import locked_wallet, post
 from apps.core.actor import Actor
 from apps.core.exceptions import Conflict, ValidationFailed
 
 # Parts of the audited lifecycle actions that call them, and the scheduled settlement whose
 # record is the ledger it writes.
-UNAUDITED = ("open_usage", "close_usage", "change_usage", "settle_tenant_usage")
+UNAUDITED = ("open_usage", "close_usage", "change_usage", "settle_tenant_usage", "region_of")
 
 # Where the resources metering knows keep their region (the first path that leads to one):
 # instances carry its code, volumes their pool's, snapshots their volume's pool's, EIPs their
@@ -53,7 +52,7 @@ def _stamp(at: datetime) -> datetime:
     return at.replace(microsecond=0)
 
 
-def _region_of(resource) -> str:
+def region_of(resource) -> str:
     for path in REGION_PATHS:
         value = resource
         for name in path.split("."):
@@ -94,7 +93,7 @@ def open_usage(resource, *, product_code: str, quantity, at: datetime, region: s
     at = _stamp(at)
     product = _product(product_code)
     quantity = money.clean_decimal(quantity, places=rating.QUANTITY_PLACES, field="quantity")
-    region = region or _region_of(resource)
+    region = region or region_of(resource)
     with transaction.atomic():
         for _attempt in range(2):
             current = _open_interval(resource.public_id, product.meter)
@@ -137,13 +136,15 @@ def change_usage(resource, *, product_code: str, quantity, at: datetime) -> Usag
             started_at=current.ended_at)
 
 
-def close_usage(resource, *, at: datetime) -> list[UsageInterval]:
-    """Stop metering `resource` at `at` (stopped, deleted): each of its open intervals ends
-    there, or at its own start if `at` is older. Nothing open: nothing changes, []."""
+def close_usage(resource, *, at: datetime, meter: str | None = None) -> list[UsageInterval]:
+    """Stop metering `resource` at `at` (stopped, deleted; only `meter` when given: bought
+    prepaid): each of its open intervals ends there, or at its own start if `at` is older.
+    Nothing open: nothing changes, []."""
     at = _stamp(at)
     with transaction.atomic():
-        intervals = list(UsageInterval.objects.select_for_update()
-                         .filter(resource_id=resource.public_id, ended_at__isnull=True))
+        intervals = UsageInterval.objects.select_for_update().filter(resource_id=resource.public_id,
+                                                                     ended_at__isnull=True)
+        intervals = list(intervals if meter is None else intervals.filter(meter=meter))
         for interval in intervals:
             interval.ended_at = max(at, interval.started_at)
             interval.save(update_fields=["ended_at"])
@@ -200,7 +201,7 @@ def _settle(wallet: Wallet, pending: list[UsageInterval], end: int) -> list[Tran
     usages = [rating.Usage(row.resource_id, row.product.code, row.region, rating.quantity_units(row.quantity),
                            rating.seconds(row.started_at), row.ended_at and rating.seconds(row.ended_at))
               for row in rows if (row.resource_id, row.product.code) in first]
-    tariffs = _tariffs(wallet, {(usage.region, usage.product) for usage in usages}, products, end)
+    tariffs = selectors.tariffs(wallet, {(usage.region, usage.product) for usage in usages}, products, end)
     due = rating.costs(usages, tariffs, start, end)
     charged = _charged(wallet, resources, start)
     places = money.places(wallet.currency)
@@ -223,29 +224,6 @@ def _settle(wallet: Wallet, pending: list[UsageInterval], end: int) -> list[Tran
             resource_type=types[resource_id], resource_id=resource_id, product=products[code], period=month,
             usage_until=rating.moment(end)))
     return posted
-
-
-def _tariffs(wallet: Wallet, keys: set[tuple[str, str]], products: dict[str, Product],
-             end: int) -> dict[tuple[str, str], list]:
-    """The price steps in force for the tenant per (region, product code), up to `end`: list
-    prices in the wallet's currency merged with the tenant's overrides."""
-    until = rating.moment(end)
-    lists = defaultdict(list)
-    for price in (Price.objects.filter(product__in=products.values(), region__in={r for r, _ in keys},
-                                       currency=wallet.currency, effective_from__lt=until)
-                  .order_by("effective_from")):
-        lists[(price.region, price.product_id)].append((rating.seconds(price.effective_from),
-                                                        rating.price_units(price.hourly)))
-    overrides = defaultdict(list)
-    for override in (TenantPriceOverride.objects
-                     .filter(tenant_id=wallet.tenant_id, product__in=products.values(), effective_from__lt=until)
-                     .filter(Q(fixed_hourly__isnull=True) | Q(currency=wallet.currency)).order_by("effective_from")):
-        overrides[override.product_id].append(rating.Override(
-            rating.seconds(override.effective_from),
-            fixed=None if override.fixed_hourly is None else rating.price_units(override.fixed_hourly),
-            discount=None if override.discount_percent is None else rating.percent_units(override.discount_percent)))
-    return {(region, code): rating.tariff_steps(lists[(region, products[code].pk)], overrides[products[code].pk])
-            for region, code in keys}
 
 
 def _charged(wallet: Wallet, resources: set[str], start: int) -> dict[tuple[str, str, int], tuple[Decimal, int]]:

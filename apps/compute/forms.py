@@ -14,6 +14,12 @@ class InstanceCreateForm(forms.Form):
     subnet = forms.ChoiceField(required=False, label="Network (subnet)")
     security_groups = forms.MultipleChoiceField(required=False, help_text="Default: the VPC's default group")
     ip_address = forms.CharField(required=False, max_length=45, label="Fixed IP (one instance)")
+    billing_mode = forms.ChoiceField(choices=[("on_demand", "on demand (per second while running)"),
+                                              ("monthly", "monthly, prepaid"), ("yearly", "yearly, prepaid")],
+                                     initial="on_demand", required=False, label="Billing")
+    periods = forms.IntegerField(min_value=1, max_value=36, initial=1, required=False,
+                                 help_text="Prepaid: months or years")
+    auto_renew = forms.BooleanField(required=False, label="Renew automatically (prepaid)")
 
     def __init__(self, *args, flavors, images, key_pairs, groups, subnets=(), security_groups=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -32,6 +38,8 @@ class InstanceCreateForm(forms.Form):
         for optional in ("key_pair", "isolation_group", "subnet", "ip_address"):
             data[optional] = data[optional] or None
         data["security_groups"] = data["security_groups"] or None
+        data["billing_mode"] = data["billing_mode"] or "on_demand"
+        data["periods"] = data["periods"] or 1
         return data
 
 

@@ -381,6 +381,8 @@ def delete_image(actor: Actor, *, image: Image) -> Image:
 
 MAX_BATCH = 20
 USER_DATA_LIMIT = 16 * 1024  # bytes, as EC2
+BILLING_MODES = ("on_demand", "monthly", "yearly")  # apps.billing.models.Order's modes
+MAX_PERIODS = 36
 
 
 def _instance_usage(flavor: Flavor, count: int = 1, *, boot_disk: bool = False) -> dict[str, int]:
@@ -396,12 +398,18 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
                      count: int = 1, availability_zone: str | None = None, user_data: str = "",
                      description: str = "", isolation_group: str | None = None, subnet: str | None = None,
                      security_groups: list[str] | None = None, ip_address: str | None = None,
-                     password: str = "") -> list[Instance]:
-    """Create `count` instances: validate, count quota, place each on a host (claims under row
-    locks), write them `pending` with an operation, and queue their provisioning on commit.
-    With a `subnet`, each gets its primary interface there (`security_groups`, default the
-    VPC's default group; `ip_address` for a single instance). A root `password` (images that
-    run cloud-init) is kept only as a hash and reaches the guest in its seed (cloudinit.py)."""
+                     password: str = "", billing_mode: str = "on_demand", periods: int = 1,
+                     auto_renew: bool = False) -> list[Instance]:
+    """Create `count` instances: validate, check the wallet, count quota, place each on a host
+    (claims under row locks), write them `pending` with an operation and their order, and queue
+    their provisioning on commit. With a `subnet`, each gets its primary interface there
+    (`security_groups`, default the VPC's default group; `ip_address` for a single instance). A
+    root `password` (images that run cloud-init) is kept only as a hash and reaches the guest in
+    its seed (cloudinit.py). On demand (`billing_mode`), a priced flavor must have its first
+    hours covered (402 before anything is written); `monthly` or `yearly` buys `periods` of
+    each instance now (402 before anything is written when the wallet cannot pay them), renewed
+    at expiry with `auto_renew`."""
+    from apps.billing import metering
     from apps.network import services as network
     from apps.compute.tasks import provision_instance
     from apps.core.services import start_operation
@@ -424,6 +432,10 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         errors["ip_address"] = ["One address fits one instance; leave it out for a batch."]
     if (security_groups is not None or ip_address) and not subnet:
         errors["subnet"] = ["Security groups and addresses need a subnet."]
+    if billing_mode not in BILLING_MODES:
+        errors["billing_mode"] = [f"One of {', '.join(BILLING_MODES)}."]
+    elif billing_mode != BILLING_MODES[0] and not (isinstance(periods, int) and 1 <= periods <= MAX_PERIODS):
+        errors["periods"] = [f"Between 1 and {MAX_PERIODS}."]
     if errors:
         raise ValidationFailed("The request is not valid.", fields=errors)
     flavor_obj = lookup(actor, Flavor.objects, flavor, field="flavor", label="flavor", key="name")
@@ -451,6 +463,9 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         raise ValidationFailed(f"Subnet {subnet_obj.public_id} is in region {subnet_obj.vpc.region.code}.",
                                fields={"subnet": [f"Not in region {settings.PORTAL_DEFAULT_REGION}."]})
 
+    metering.require_funds(tenant, metering.estimate_instance(tenant, flavor=flavor_obj, count=count,
+                                                              region=settings.PORTAL_DEFAULT_REGION),
+                           term=billing_mode, periods=periods)
     quotas.consume(tenant, region=settings.PORTAL_DEFAULT_REGION,
                    amounts=_instance_usage(flavor_obj, count, boot_disk=image_obj.boot == Image.DISK))
     request = scheduler.Request(vcpus=flavor_obj.vcpus, ram_mb=flavor_obj.ram_mb, arch=image_obj.arch,
@@ -469,12 +484,28 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         if subnet_obj:
             network.create_instance_port(actor, instance=instance, subnet=subnet_obj,
                                          security_groups=security_groups, ip_address=ip_address)
+        _buy(actor, instance, billing_mode=billing_mode, periods=periods, auto_renew=auto_renew)
         operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
                                     resource_id=instance.public_id)
         enqueue_on_commit(provision_instance, instance.pk, operation.pk, resource=instance)
         publish_instance(instance)
         created.append(instance)
     return created
+
+
+def _buy(actor: Actor, instance: Instance, *, billing_mode: str, periods: int, auto_renew: bool) -> None:
+    """The new instance's order: on demand (usage bills it once it runs), or its prepaid periods."""
+    from apps.billing import metering
+
+    if billing_mode == BILLING_MODES[0]:
+        metering.order_created(actor, instance)
+        return
+    from apps.billing import subscription_services
+
+    [charge] = metering.instance_charges(instance.flavor)
+    subscription_services.subscribe(actor, resource=instance, product_code=charge.product_code,
+                                    quantity=charge.quantity, term=billing_mode, periods=periods,
+                                    auto_renew=auto_renew, idempotency_key=f"subscribe:{instance.public_id}")
 
 
 def _check_fit(flavor: Flavor, image: Image) -> None:
@@ -493,7 +524,12 @@ def _check_fit(flavor: Flavor, image: Image) -> None:
 
 
 def publish_instance(instance: Instance) -> None:
-    """Tell the tenant's open pages the instance's status (on commit)."""
+    """Every recorded status of an instance passes here (services, tasks, hypervisor events,
+    failed tasks): meter it (running is billed, stopped, error, recycled and deleted are not:
+    apps.billing.metering), and tell the tenant's open pages (on commit)."""
+    from apps.billing import metering
+
+    metering.instance_changed(instance)
     events.publish(instance.tenant_id, {"type": "instance", "id": instance.public_id, "status": instance.status,
                                         "reason": instance.status_reason})
 
@@ -518,9 +554,19 @@ def start_instance(actor: Actor, *, instance: Instance) -> Instance:
     from apps.compute import tasks
     from apps.core.tasks import enqueue_on_commit
 
+    _billing_allows_start(actor, instance)
     instance = _transition(actor, instance, "start", (Instance.STOPPED,), Instance.STARTING)
     enqueue_on_commit(tasks.start_instance, instance.pk, resource=instance)
     return instance
+
+
+def _billing_allows_start(actor: Actor, instance: Instance) -> None:
+    """A tenant cannot start what the billing policy stopped (an expired subscription, an overdue
+    wallet) before paying: 402. Operators may."""
+    from apps.billing import policy
+
+    if not actor.is_privileged:
+        policy.check_can_start(instance)
 
 
 @audited("instance.stop", area="compute")
@@ -572,6 +618,7 @@ def restore_instance(actor: Actor, *, instance: Instance) -> Instance:
     from apps.compute import tasks
     from apps.core.tasks import enqueue_on_commit
 
+    _billing_allows_start(actor, instance)
     instance = _transition(actor, instance, "restore", (Instance.RECYCLED,), Instance.STARTING, permission="delete")
     instance.recycled_at = None
     instance.save(update_fields=["recycled_at"])
@@ -652,6 +699,7 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     shrink); a running one only grows, in place (vCPUs and memory DIMMs plugged into the
     live guest) within the room its domain was started with. A bigger root disk grows the
     boot volume; root disks never shrink."""
+    from apps.billing import metering
     from apps.compute import tasks
     from apps.compute.drivers.base import Unsupported, check_hot_resize
     from apps.core.tasks import enqueue_on_commit
@@ -685,6 +733,7 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
                            code="unsupported")
         except DriverError as exc:
             raise Conflict(f"The host did not answer about {locked.public_id}: {exc}", code="host_error")
+    metering.resize_instance(actor, locked, flavor=new, running=live)
     dv, dm = new.vcpus - locked.vcpus, new.ram_mb - locked.ram_mb
     grow = {k: v for k, v in {"vcpus": dv, "ram_mb": dm}.items() if v > 0}
     shrink = {k: -v for k, v in {"vcpus": dv, "ram_mb": dm}.items() if v < 0}

@@ -1,8 +1,10 @@
 """Console pages for instances: list with live status, create, detail, power actions."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect
 
+from apps.billing import metering
 from apps.compute import forms, selectors, services
 from apps.compute.models import Instance
 from apps.core.exceptions import Conflict
@@ -26,6 +28,8 @@ class InstanceListView(ConsoleView):
         )
 
     def get(self, request, form=None, status=200):
+        form = form or self._form()
+        flavor = form["flavor"].value() or next((name for name, _label in form.fields["flavor"].choices), "")
         instances = selectors.list_instances(self.actor)
         recycled = instances.filter(status=Instance.RECYCLED)
         if request.headers.get("HX-Request"):  # the live parts: the rows, or the recycle bin
@@ -36,7 +40,8 @@ class InstanceListView(ConsoleView):
             template = None
         return self.render(
             {"page": self.paginate(instances.exclude(status=Instance.RECYCLED)), "recycled": recycled,
-             "form": form or self._form(), "can_create": self.actor.allows("compute", "create")},
+             "form": form, "can_create": self.actor.allows("compute", "create"),
+             "estimate": instance_estimate(self.actor, {"flavor": flavor, "count": form["count"].value()})},
             status=status, template=template,
         )
 
@@ -49,6 +54,25 @@ class InstanceListView(ConsoleView):
         if not ok:
             return self.get(request, form=form, status=error_status(result))
         return redirect("instance-list")
+
+
+def instance_estimate(actor, data) -> metering.Estimate | None:
+    """The price of the create form's instances (`flavor`, `count`), for the actor's tenant;
+    None when there is nothing to price (no tenant, no such flavor)."""
+    flavor = selectors.list_flavors(actor).filter(name=data.get("flavor") or "").first()
+    if actor.tenant is None or flavor is None:
+        return None
+    count = str(data.get("count") or "1")
+    count = int(count) if count.isdigit() and 1 <= int(count) <= services.MAX_BATCH else 1
+    return metering.estimate_instance(actor.tenant, flavor=flavor, region=settings.PORTAL_DEFAULT_REGION,
+                                      count=count)
+
+
+class InstanceEstimateView(ConsoleView):
+    """The create form's price, asked again whenever the form changes (htmx)."""
+
+    def get(self, request):
+        return self.render({"estimate": instance_estimate(self.actor, request.GET)}, template="compute/_price.html")
 
 
 def _change_forms(actor, instance, data=None) -> dict:

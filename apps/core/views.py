@@ -13,7 +13,7 @@ from django.views import View
 from django.views.decorators.http import require_POST
 
 from apps.core import selectors, services
-from apps.core.exceptions import Conflict, DomainError, NotFound, PermissionDenied, Unavailable, ValidationFailed
+from apps.core.exceptions import DomainError, NotFound, PermissionDenied
 from apps.core.filters import AuditRecordFilter, OperationFilter
 from apps.core.middleware import SESSION_TENANT_KEY
 from apps.core.models import Operation
@@ -61,7 +61,9 @@ def run_service(request, form, service, *args, success: str = "", **kwargs):
     without a form, on the page."""
     try:
         result = service(request.actor, *args, **kwargs)
-    except (ValidationFailed, Conflict, PermissionDenied, Unavailable) as exc:
+    except NotFound:
+        raise  # the page answers 404, as for a row that is not there
+    except DomainError as exc:  # invalid, refused, conflicting, unaffordable (402), unavailable
         for field, errors in exc.fields.items():
             for error in errors:
                 if form is not None:

@@ -231,7 +231,9 @@ def allocate_eip(actor: Actor, *, name: str = "", external_network: str | None =
                  bandwidth_mbps: int = 100, ip_version: int = 4, description: str = "",
                  tags: list[str] | None = None) -> ElasticIP:
     """A public address for the tenant: the lowest free one of the network's IPv4 ranges, or
-    of its IPv6 ranges (`ip_version` 6, where the network has IPv6)."""
+    of its IPv6 ranges (`ip_version` 6, where the network has IPv6). Billed (the address and its
+    bandwidth) until it is released; 402 first when the wallet cannot cover its hours."""
+    from apps.billing import metering
     from apps.tenants import quotas
     from apps.tenants.services import require_writable_tenant
 
@@ -243,11 +245,15 @@ def allocate_eip(actor: Actor, *, name: str = "", external_network: str | None =
         raise ValidationFailed(f"External network {network.name} offers IPv4" + (" and IPv6." if network.ipv6_cidr
                                                                                   else " only."),
                                fields={"ip_version": ["4" + (" or 6." if network.ipv6_cidr else " here.")]})
+    bandwidth_mbps = _check_bandwidth(bandwidth_mbps)
+    metering.require_funds(tenant, metering.estimate_eip(tenant, bandwidth_mbps=bandwidth_mbps,
+                                                         region=network.region.code))
     quotas.consume(tenant, region=network.region.code, amounts={"eips": 1})
     eip = ElasticIP.objects.create(tenant=tenant, created_by=actor.user, name=clean_name(name) if name else "",
                                    external_network=network, address=_free_address(network, ip_version),
-                                   bandwidth_mbps=_check_bandwidth(bandwidth_mbps), description=description,
-                                   tags=_tags(tags))
+                                   bandwidth_mbps=bandwidth_mbps, description=description, tags=_tags(tags))
+    metering.order_created(actor, eip)
+    metering.start_usage(eip)
     publish_network(eip, "created")
     return eip
 
@@ -255,7 +261,9 @@ def allocate_eip(actor: Actor, *, name: str = "", external_network: str | None =
 @audited("eip.update", area="network")
 def update_eip(actor: Actor, *, eip: ElasticIP, name: str | None = None, description: str | None = None,
                bandwidth_mbps: int | None = None, tags: list[str] | None = None) -> ElasticIP:
-    """A new bandwidth applies to a bound EIP at once."""
+    """A new bandwidth applies to a bound EIP at once, and is billed from now."""
+    from apps.billing import metering
+
     permissions.require(actor, eip, "change")
     eip = _locked(ElasticIP.objects, eip.pk)
     if name is not None:
@@ -266,6 +274,7 @@ def update_eip(actor: Actor, *, eip: ElasticIP, name: str | None = None, descrip
         eip.tags = _tags(tags)
     if bandwidth_mbps is not None:
         eip.bandwidth_mbps = _check_bandwidth(bandwidth_mbps)
+        metering.change_quantity(eip)
     eip.save()
     vpc = vpc_of(eip)
     if vpc is not None:
@@ -413,12 +422,14 @@ def unbind_eip(actor: Actor, *, eip: ElasticIP) -> ElasticIP:
 
 @audited("eip.release", area="network")
 def release_eip(actor: Actor, *, eip: ElasticIP) -> ElasticIP:
-    """Give the address back (unbound EIPs only)."""
+    """Give the address back (unbound EIPs only); no longer billed."""
+    from apps.billing import metering
     from apps.tenants import quotas
 
     permissions.require(actor, eip, "delete")
     eip = _locked(ElasticIP.objects.select_related("external_network__region", "tenant"), eip.pk)
     _require_unbound(eip)
+    metering.resource_deleted(eip)
     eip.delete()
     quotas.release(eip.tenant, region=eip.external_network.region.code, amounts={"eips": 1})
     publish_network(eip, "deleted")
@@ -454,7 +465,9 @@ def _nat_subnets(vpc: VPC, refs: list[str] | None, actor: Actor) -> list:
 @audited("nat_gateway.create", area="network")
 def create_nat_gateway(actor: Actor, *, vpc: VPC, eip: ElasticIP, name: str, subnets: list[str] | None = None,
                        description: str = "") -> NatGateway:
-    """Source NAT of the VPC's subnets (all, or `subnets`) to the EIP, which it holds from now."""
+    """Source NAT of the VPC's subnets (all, or `subnets`) to the EIP, which it holds from now.
+    Billed until it is deleted; 402 first when the wallet cannot cover its hours."""
+    from apps.billing import metering
     from apps.tenants import quotas
 
     permissions.require(actor, vpc, "create")
@@ -463,10 +476,13 @@ def create_nat_gateway(actor: Actor, *, vpc: VPC, eip: ElasticIP, name: str, sub
     eip = _locked(ElasticIP.objects.select_related("external_network"), eip.pk)
     _require_ipv4(eip, "NAT gateways translate IPv4")
     _require_unbound(eip)
+    metering.require_funds(vpc.tenant, metering.estimate_nat_gateway(vpc.tenant, region=vpc.region.code))
     vpc = _open_gateway(vpc, eip.external_network)
     quotas.consume(vpc.tenant, region=vpc.region.code, amounts={"nat_gateways": 1})
     nat = NatGateway.objects.create(tenant=vpc.tenant, created_by=actor.user, name=clean_name(name), vpc=vpc, eip=eip,
                                     description=description)
+    metering.order_created(actor, nat)
+    metering.start_usage(nat)
     nat.subnets.set(chosen)
     apply_router(vpc)
     publish_network(nat, "created")
@@ -493,12 +509,14 @@ def update_nat_gateway(actor: Actor, *, nat: NatGateway, name: str | None = None
 
 @audited("nat_gateway.delete", area="network")
 def delete_nat_gateway(actor: Actor, *, nat: NatGateway) -> NatGateway:
-    """With its port mappings; the EIP stays the tenant's, unbound."""
+    """With its port mappings; the EIP stays the tenant's, unbound. No longer billed."""
+    from apps.billing import metering
     from apps.tenants import quotas
 
     permissions.require(actor, nat, "delete")
     nat = _locked(NatGateway.objects.select_related("vpc__region", "tenant"), nat.pk)
     vpc = nat.vpc
+    metering.resource_deleted(nat)
     nat.delete()
     quotas.release(nat.tenant, region=vpc.region.code, amounts={"nat_gateways": 1})
     _close_gateway_if_unused(vpc)

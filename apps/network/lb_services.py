@@ -86,15 +86,20 @@ def member_health(listener: Listener) -> dict[int, str]:
 def create_load_balancer(actor: Actor, *, subnet: Subnet, name: str, ip_address: str | None = None,
                          description: str = "") -> LoadBalancer:
     """A load balancer with its virtual address in the subnet (the one asked for, else the
-    lowest free); listeners come next."""
+    lowest free); listeners come next. Billed until it is deleted; 402 first when the wallet
+    cannot cover its hours."""
+    from apps.billing import metering
     from apps.tenants import quotas
 
     permissions.require(actor, subnet, "create")
     subnet = _locked(Subnet.objects.select_related("vpc__region", "tenant"), subnet.pk)
+    metering.require_funds(subnet.tenant, metering.estimate_load_balancer(subnet.tenant, region=subnet.vpc.region.code))
     quotas.consume(subnet.tenant, region=subnet.vpc.region.code, amounts={"load_balancers": 1})
     allocation = allocate_address(subnet, None, requested=ip_address, purpose=IPAllocation.VIP)
     lb = LoadBalancer.objects.create(tenant=subnet.tenant, created_by=actor.user, name=clean_name(name),
                                      subnet=subnet, allocation=allocation, description=description)
+    metering.order_created(actor, lb)
+    metering.start_usage(lb)
     publish_network(lb, "created")
     return lb
 
@@ -114,7 +119,8 @@ def update_load_balancer(actor: Actor, *, load_balancer: LoadBalancer, name: str
 
 @audited("load_balancer.delete", area="network")
 def delete_load_balancer(actor: Actor, *, load_balancer: LoadBalancer) -> LoadBalancer:
-    """With its listeners and members; not while an EIP is bound to it."""
+    """With its listeners and members; not while an EIP is bound to it. No longer billed."""
+    from apps.billing import metering
     from apps.tenants import quotas
 
     permissions.require(actor, load_balancer, "delete")
@@ -126,6 +132,7 @@ def delete_load_balancer(actor: Actor, *, load_balancer: LoadBalancer) -> LoadBa
                        code="eip_bound")
     names = [listener.ovn_name for listener in lb.listeners.all()]
     allocation = lb.allocation
+    metering.resource_deleted(lb)
     lb.delete()
     allocation.delete()
     quotas.release(lb.tenant, region=lb.subnet.vpc.region.code, amounts={"load_balancers": 1})

@@ -15,6 +15,7 @@ urlpatterns = [
     path("security-groups/<str:public_id>/rules/<str:row_id>/<str:action>",
          views.SecurityGroupRuleActionView.as_view(), name="security-group-rule-action"),
     path("eips/", views.EipListView.as_view(), name="eip-list"),
+    path("eips/estimate", views.EipEstimateView.as_view(), name="eip-estimate"),
     path("eips/<str:public_id>/<str:action>", views.EipActionView.as_view(), name="eip-action"),
     path("nat-gateways/", views.NatGatewayListView.as_view(), name="nat-gateway-list"),
     path("nat-gateways/<str:public_id>/", views.NatGatewayDetailView.as_view(), name="nat-gateway-detail"),

@@ -7,8 +7,10 @@ with create, ports, delete). Changes go through apps.network.services, edge_serv
 lb_services; the pages re-render with the field errors of a refused form, and show other
 refusals (409s) as messages."""
 
+from django.conf import settings
 from django.shortcuts import redirect
 
+from apps.billing import metering
 from apps.compute.selectors import list_instances
 from apps.core.exceptions import NotFound
 from apps.core.validation import lookup
@@ -320,7 +322,26 @@ class EipListView(_ListPage):
         return forms.EipBindForm(data, instances=instances, ports=ports, load_balancers=balancers, auto_id=False)
 
     def extra(self) -> dict:
-        return {"bind_form": self.bind_form()}
+        return {"bind_form": self.bind_form(), "estimate": eip_estimate(self.actor, {})}
+
+
+def eip_estimate(actor, data) -> metering.Estimate | None:
+    """The price of the allocate form's EIP (`bandwidth_mbps`, default 100; `external_network`,
+    default the region's) for the actor's tenant; None when there is nothing to price."""
+    bandwidth = str(data.get("bandwidth_mbps") or "100")
+    if actor.tenant is None or not bandwidth.isdigit() or not 1 <= int(bandwidth) <= edge_services.MAX_BANDWIDTH_MBPS:
+        return None
+    network = (ExternalNetwork.objects.select_related("region")
+               .filter(public_id=data.get("external_network") or "").first())
+    region = network.region.code if network is not None else settings.PORTAL_DEFAULT_REGION
+    return metering.estimate_eip(actor.tenant, bandwidth_mbps=int(bandwidth), region=region)
+
+
+class EipEstimateView(ConsoleView):
+    """The allocate form's price, asked again whenever the form changes (htmx)."""
+
+    def get(self, request):
+        return self.render({"estimate": eip_estimate(self.actor, request.GET)}, template="compute/_price.html")
 
 
 class EipActionView(_RowForms, EipListView):

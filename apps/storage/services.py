@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 # instance actions).
 UNAUDITED = ("publish_volume", "publish_snapshot", "publish_backup", "refresh_storage_pools", "reconcile_pool",
              "reconcile_storage", "release_attachments", "ensure_root_volume", "instance_disks", "disk_for",
-             "purge_recycle_bin", "root_volume", "running_attachment", "take_snapshot", "drop_snapshot", "temporary_snapshot")
+             "purge_recycle_bin", "root_volume", "running_attachment", "take_snapshot", "drop_snapshot",
+             "temporary_snapshot",
+             "volume_type_for")  # the last resolves a name for creates and their price (a read)
 
 MAX_VOLUME_GB = 16384
 DEVICES = [f"vd{c}" for c in "bcdefghijklmnopqrstuvwxyz"]  # vda is the root disk
@@ -195,7 +197,9 @@ def update_volume_type(actor: Actor, *, volume_type: VolumeType, description: st
 
 # --- volumes ----------------------------------------------------------------------------------
 
-def _volume_type(actor: Actor, name: str | None) -> VolumeType:
+def volume_type_for(actor: Actor, name: str | None) -> VolumeType:
+    """The volume type `name` the actor may use (the default type when not given), open for new
+    volumes."""
     types = VolumeType.objects.select_related("pool", "pool__region", "pool__host")
     if name:
         volume_type = lookup(actor, types, name, field="volume_type", label="volume type", key="name")
@@ -228,7 +232,8 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
                   backup: str | None = None, description: str = "", tags: list[str] | None = None) -> Volume:
     """A volume: empty, from an image (bootable, copy-on-write over the image), from a snapshot,
     as a copy of another volume, or restored from a backup (full copies). Created `creating`;
-    a task fills it."""
+    a task fills it. Billed from now on (402 first when the wallet cannot cover its hours)."""
+    from apps.billing import metering
     from apps.core.services import start_operation
     from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
@@ -272,11 +277,12 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
         size_gb = minimum  # the source's size
     _check_size(size_gb, at_least=minimum)
     origin = source_snapshot.volume if source_snapshot else source
-    chosen = origin.volume_type if origin is not None and not volume_type else _volume_type(actor, volume_type)
+    chosen = origin.volume_type if origin is not None and not volume_type else volume_type_for(actor, volume_type)
     if origin is not None and origin.pool_id != chosen.pool_id:
         raise ValidationFailed("Copies stay in their source's pool: choose a volume type of that pool.",
                                fields={"volume_type": [f"Use a type of pool {origin.pool.name}."]})
     _check_pool_space(chosen.pool, size_gb)
+    metering.require_funds(tenant, metering.estimate_volume(tenant, volume_type=chosen, size_gb=size_gb))
     quotas.consume(tenant, region=chosen.pool.region.code, amounts={"volumes": 1, "volume_gb": size_gb})
     volume = Volume.objects.create(
         tenant=tenant, name=clean_name(name), description=description.strip()[:255], size_gb=size_gb,
@@ -285,6 +291,8 @@ def create_volume(actor: Actor, *, name: str, size_gb: int | None = None, volume
         tags=sorted({clean_name(t, "tags") for t in tags or []}),
         created_by=actor.user,
     )
+    metering.order_created(actor, volume)
+    metering.start_usage(volume)
     operation = start_operation(actor, area="storage", kind="volume.create", name=f"Create {volume.name}",
                                 resource_id=volume.public_id)
     publish_volume(volume)
@@ -334,7 +342,9 @@ def update_volume(actor: Actor, *, volume: Volume, name: str | None = None, desc
 
 @audited("volume.resize", area="storage")
 def resize_volume(actor: Actor, *, volume: Volume, size_gb: int) -> Volume:
-    """Grow a volume; attached to a running instance, the guest sees the new size at once."""
+    """Grow a volume; attached to a running instance, the guest sees the new size at once. It is
+    billed at the new size from now."""
+    from apps.billing import metering
     from apps.storage import tasks
     from apps.tenants import quotas
 
@@ -349,13 +359,16 @@ def resize_volume(actor: Actor, *, volume: Volume, size_gb: int) -> Volume:
     quotas.consume(volume.tenant, region=volume.pool.region.code, amounts={"volume_gb": size_gb - volume.size_gb})
     was_attached = 1 if volume.status == Volume.IN_USE else 0
     volume.size_gb = size_gb
+    metering.change_quantity(volume)
     return _move(volume, Volume.EXTENDING, "", tasks.resize_volume, volume.pk, was_attached, fields=("size_gb",))
 
 
 @audited("volume.delete", area="storage")
 def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
     """To the recycle bin for PlatformSettings.recycle_bin_hours (the data stays, restorable,
-    and counts in the quota); at once when that is 0, or when it is in the recycle bin already."""
+    and counts in the quota); at once when that is 0, or when it is in the recycle bin already.
+    Either way it is no longer billed."""
+    from apps.billing import metering
     from apps.core.models import PlatformSettings
     from apps.storage import tasks
 
@@ -374,19 +387,27 @@ def delete_volume(actor: Actor, *, volume: Volume) -> Volume:
         volume.status, volume.recycled_at = Volume.RECYCLED, timezone.now()
         volume.status_reason = f"In the recycle bin for {hours} h"
         volume.save(update_fields=["status", "status_reason", "recycled_at", "updated_at"])
+        metering.stop_usage(volume)
         publish_volume(volume)
         return volume
+    metering.stop_usage(volume)  # the delete task ends its subscription once it is gone
     return _move(volume, Volume.DELETING, "", tasks.delete_volume, volume.pk)
 
 
 @audited("volume.restore", area="storage")
 def restore_volume(actor: Actor, *, volume: Volume) -> Volume:
-    """Back from the recycle bin, as it was."""
+    """Back from the recycle bin, as it was, and billed again (not before the tenant pays, when
+    the billing policy put it there: 402)."""
+    from apps.billing import metering, policy
+
     permissions.require(actor, volume, "delete")
+    if not actor.is_privileged:
+        policy.check_can_start(volume)
     volume = _locked(volume)
     _require_status(volume, "restore", (Volume.RECYCLED,))
     volume.status, volume.status_reason, volume.recycled_at = Volume.AVAILABLE, "", None
     volume.save(update_fields=["status", "status_reason", "recycled_at", "updated_at"])
+    metering.start_usage(volume)
     publish_volume(volume)
     return volume
 
@@ -571,7 +592,9 @@ def release_attachments(sender, *, instance: Instance, **kwargs) -> None:
 
 @audited("snapshot.create", area="storage")
 def create_snapshot(actor: Actor, *, volume: Volume, name: str, description: str = "") -> Snapshot:
-    """A point-in-time snapshot, attached volumes included (the guest's QEMU takes it)."""
+    """A point-in-time snapshot, attached volumes included (the guest's QEMU takes it); billed
+    at the volume's size until it is deleted."""
+    from apps.billing import metering
     from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
     from apps.tenants import quotas
@@ -584,6 +607,8 @@ def create_snapshot(actor: Actor, *, volume: Volume, name: str, description: str
     quotas.consume(tenant, region=volume.pool.region.code, amounts={"snapshots": 1})
     snapshot = Snapshot.objects.create(tenant=tenant, volume=volume, name=clean_name(name), size_gb=volume.size_gb,
                                        description=description.strip()[:255], created_by=actor.user)
+    metering.order_created(actor, snapshot)
+    metering.start_usage(snapshot)
     publish_snapshot(snapshot)
     enqueue_on_commit(tasks.create_snapshot, snapshot.pk, resource=snapshot)
     return snapshot
@@ -596,6 +621,8 @@ def _locked_snapshot(snapshot: Snapshot) -> Snapshot:
 
 @audited("snapshot.delete", area="storage")
 def delete_snapshot(actor: Actor, *, snapshot: Snapshot) -> Snapshot:
+    """Deleted by a task; no longer billed from now."""
+    from apps.billing import metering
     from apps.core.tasks import enqueue_on_commit
     from apps.storage import tasks
 
@@ -609,6 +636,7 @@ def delete_snapshot(actor: Actor, *, snapshot: Snapshot) -> Snapshot:
                        "delete it when they are ready.", code="in_use")
     snapshot.status = Snapshot.DELETING
     snapshot.save(update_fields=["status", "updated_at"])
+    metering.resource_deleted(snapshot)
     publish_snapshot(snapshot)
     enqueue_on_commit(tasks.delete_snapshot, snapshot.pk, resource=snapshot)
     return snapshot

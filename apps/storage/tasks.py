@@ -122,6 +122,7 @@ def detach_volume(attachment_id: int) -> None:
 
 
 def delete_volume(volume_id: int) -> None:
+    from apps.billing import metering
     from apps.tenants import quotas
 
     volume = _load(volume_id)
@@ -140,6 +141,8 @@ def delete_volume(volume_id: int) -> None:
         volume.save(update_fields=["status", "status_reason", "deleted_at", "updated_at"])
         quotas.release(volume.tenant, region=volume.pool.region.code,
                        amounts={"volumes": 1, "volume_gb": volume.size_gb})
+        # Deleted for good (by the tenant or the recycle bin's purge): no more usage, no subscription.
+        metering.resource_deleted(volume, at=volume.deleted_at)
         services.publish_volume(volume)
 
 

@@ -3,7 +3,9 @@ attach/detach/resize/snapshot/delete) and their snapshots (revert, delete)."""
 
 from django.shortcuts import redirect
 
+from apps.billing import metering
 from apps.compute.selectors import list_images, list_instances
+from apps.core.exceptions import DomainError
 from apps.core.validation import lookup
 from apps.core.views import ConsoleView, error_status
 from apps.storage import forms, selectors, services
@@ -28,8 +30,12 @@ class VolumeListView(ConsoleView):
         template = "storage/_volume_rows.html" if request.headers.get("HX-Request") else None
         volumes = selectors.list_volumes(self.actor).exclude(status__in=(Volume.DELETED, Volume.RECYCLED))
         recycled = selectors.list_volumes(self.actor).filter(status=Volume.RECYCLED)
-        return self.render({"page": self.paginate(volumes), "recycled": recycled, "form": form or self._form(),
-                            "can_create": self.actor.allows("storage", "create")}, status=status, template=template)
+        form = form or self._form()
+        return self.render({"page": self.paginate(volumes), "recycled": recycled, "form": form,
+                            "can_create": self.actor.allows("storage", "create"),
+                            "estimate": volume_estimate(self.actor, {"volume_type": form["volume_type"].value(),
+                                                                     "size_gb": form["size_gb"].value()})},
+                           status=status, template=template)
 
     def post(self, request):
         form = self._form(request.POST)
@@ -40,6 +46,26 @@ class VolumeListView(ConsoleView):
         if not ok:
             return self.get(request, form=form, status=error_status(result))
         return redirect("volume-detail", public_id=result.public_id)
+
+
+def volume_estimate(actor, data) -> metering.Estimate | None:
+    """The price of the create form's volume (`volume_type`, `size_gb`) for the actor's tenant;
+    None when there is nothing to price yet (no size, no such type, no tenant)."""
+    size = str(data.get("size_gb") or "")
+    if actor.tenant is None or not size.isdigit() or not 1 <= int(size) <= services.MAX_VOLUME_GB:
+        return None
+    try:
+        volume_type = services.volume_type_for(actor, data.get("volume_type") or None)
+    except DomainError:
+        return None
+    return metering.estimate_volume(actor.tenant, volume_type=volume_type, size_gb=int(size))
+
+
+class VolumeEstimateView(ConsoleView):
+    """The create form's price, asked again whenever the form changes (htmx)."""
+
+    def get(self, request):
+        return self.render({"estimate": volume_estimate(self.actor, request.GET)}, template="compute/_price.html")
 
 
 class VolumeDetailView(ConsoleView):

@@ -29,6 +29,9 @@ from apps.network import edge_services
 from apps.network.models import VPC, ElasticIP, HaVip, LoadBalancer, NatGateway, Port, SecurityGroup, Subnet
 from tests.factories.compute import make_inventory
 from tests.factories.storage import make_storage
+from apps.billing import notices, order_services
+from apps.billing import services as billing_services
+from apps.billing.models import Notice, Order, Payment, Product, Subscription, Transaction
 
 # model -> how to make one for tenant A's owner (returns an object with a public_id).
 RESOURCES = {
@@ -58,7 +61,39 @@ RESOURCES = {
     LoadBalancer: lambda owner: _load_balancer(owner),
     NatGateway: lambda owner: edge_services.create_nat_gateway(owner, vpc=_vpc(owner), eip=_eip(owner, "a-nat-eip"),
                                                                name="a-secret-nat"),
+    # Billing rows are not TenantOwned resources, but each has its routes: the walk covers them too.
+    Transaction: lambda owner: billing_services.recharge(Actor.system(), tenant=owner.tenant, amount="5",
+                                                         currency="USD", idempotency_key="a-secret-recharge"),
+    Order: lambda owner: order_services.place_order(owner, tenant=owner.tenant, kind=Order.CREATE, lines=[],
+                                                    idempotency_key="a-secret-order", resource_id="a-secret-vm"),
+    Subscription: lambda owner: _subscription(owner),
+    Payment: lambda owner: Payment.objects.create(tenant=owner.tenant, gateway="stripe", amount=5, currency="USD",
+                                                  message="a-secret-payment"),
+    Notice: lambda owner: _Numbered(notices.notify(owner.tenant, kind=Notice.LOW_BALANCE, message="a-secret notice",
+                                                   key="a-secret")),
 }
+
+
+class _Numbered:
+    """A row known by its number in URLs (notices): the walk puts `public_id` in the routes."""
+
+    unknown_id = "999999999"
+
+    def __init__(self, row):
+        self.public_id = str(row.pk)
+
+
+def _subscription(owner) -> Subscription:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    product = Product.objects.get_or_create(code="a-secret.product", defaults={"name": "p", "unit": "hour",
+                                                                               "meter": "a-secret.product"})[0]
+    now = timezone.now()
+    return Subscription.objects.create(tenant=owner.tenant, resource_type="instance", resource_id="a-secret-sub",
+                                       product=product, region="default", term="monthly", currency="USD",
+                                       price=5, starts_at=now, expires_at=now + timedelta(days=30))
 
 
 def _load_balancer(owner) -> LoadBalancer:
@@ -159,7 +194,8 @@ def test_tenant_b_gets_404_on_every_route_with_an_object_of_tenant_a(a_objects, 
             cache.clear()  # this walk sends thousands of requests: keep under the API rate limit
             path = re.sub(r"\{\w+\}", obj.public_id, route)
             # The same answer as for an id that exists nowhere: B cannot even learn it exists.
-            unknown = re.sub(r"\{\w+\}", obj.public_id.split("-")[0] + "-zzzzzzzz", route)
+            nowhere = getattr(obj, "unknown_id", obj.public_id.split("-")[0] + "-zzzzzzzz")
+            unknown = re.sub(r"\{\w+\}", nowhere, route)
             statuses = {}
             for method in ("get", "post", "patch", "delete"):
                 response = getattr(b_client, method)(path, content_type="application/json")
@@ -176,7 +212,8 @@ def test_tenant_b_gets_404_on_every_route_with_an_object_of_tenant_a(a_objects, 
 
 
 def test_tenant_b_lists_show_none_of_tenant_a(a_objects, b_client):
-    secrets = [o.public_id for o in a_objects.values()] + ["a-secret"]
+    # A notice's number is no secret (every page has a "1"); its message is ("a-secret notice").
+    secrets = [o.public_id for o in a_objects.values() if not isinstance(o, _Numbered)] + ["a-secret"]
     listed = 0
     for route in all_routes():
         if "{" in route:

@@ -81,6 +81,41 @@ class InstanceCreateSerializer(serializers.Serializer):
                                      trim_whitespace=False, max_length=128, style={"input_type": "password"},
                                      help_text="Root password (8 to 72 characters), for images that run cloud-init; "
                                                "kept only as a SHA-512 crypt hash")
+    billing_mode = serializers.ChoiceField(choices=["on_demand", "monthly", "yearly"], default="on_demand",
+                                           help_text="On demand (billed per second while running), or prepaid "
+                                                     "monthly or yearly periods charged now")
+    periods = serializers.IntegerField(default=1, min_value=1, max_value=36,
+                                       help_text="Prepaid: how many months or years")
+    auto_renew = serializers.BooleanField(default=False, help_text="Prepaid: renew at expiry from the wallet")
+
+
+class EstimateLineSerializer(serializers.Serializer):
+    product = serializers.CharField(source="product_code")
+    quantity = serializers.DecimalField(max_digits=15, decimal_places=3)
+    hourly = serializers.DecimalField(max_digits=24, decimal_places=6)
+    monthly = serializers.DecimalField(max_digits=19, decimal_places=4, allow_null=True)
+    yearly = serializers.DecimalField(max_digits=19, decimal_places=4, allow_null=True)
+
+
+class EstimateSerializer(serializers.Serializer):
+    """The price before create (apps.billing.metering.Estimate): on demand per hour and per
+    month, prepaid per month and per year (null: not sold so); free products are left out."""
+
+    currency = serializers.CharField()
+    count = serializers.IntegerField()
+    hourly = serializers.DecimalField(max_digits=24, decimal_places=6)
+    on_demand_monthly = serializers.DecimalField(max_digits=19, decimal_places=4)
+    monthly = serializers.DecimalField(max_digits=19, decimal_places=4, allow_null=True)
+    yearly = serializers.DecimalField(max_digits=19, decimal_places=4, allow_null=True)
+    is_free = serializers.BooleanField()
+    lines = EstimateLineSerializer(many=True)
+
+
+class InstanceEstimateSerializer(serializers.Serializer):
+    flavor = serializers.CharField(max_length=64, help_text="Flavor name, e.g. t1.nano")
+    region = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,
+                                   help_text="Default: the platform's region")
+    count = serializers.IntegerField(default=1, min_value=1, max_value=20)
 
 
 class InstanceUpdateSerializer(serializers.Serializer):

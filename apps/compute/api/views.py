@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from django.conf import settings
 from django.http import FileResponse, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -10,6 +11,7 @@ from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
+from apps.billing import metering
 from apps.compute import selectors, services
 from apps.compute.api import serializers as s
 from apps.compute.models import Cluster, Flavor, Host, Image, Instance, InstanceGroup
@@ -17,6 +19,7 @@ from apps.console import services as consoles
 from apps.console.api.serializers import ConsoleTicketSerializer
 from apps.core.exceptions import NotFound
 from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
+from apps.core.validation import lookup
 
 
 
@@ -33,7 +36,7 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         "restore": "delete",
         "start": "start", "stop": "stop", "reboot": "reboot", "rebuild": "rebuild", "resize": "resize",
         "reset_password": "reset_password", "console_log": "view", "migrate": "migrate", "console": "console",
-        "create_image": "create_image",
+        "create_image": "create_image", "estimate": "view",
     }
 
     def get_serializer_context(self):
@@ -54,6 +57,16 @@ class InstanceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
         instances = services.create_instances(self.actor, **validated(s.InstanceCreateSerializer, request))
         data = s.InstanceSerializer(instances, many=True, context=self.get_serializer_context()).data
         return Response(data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.InstanceEstimateSerializer, responses=s.EstimateSerializer,
+                   summary="The price of new instances before they are created (reads only)")
+    @action(detail=False, methods=["post"])
+    def estimate(self, request):
+        query = validated(s.InstanceEstimateSerializer, request)
+        flavor = lookup(self.actor, Flavor.objects, query["flavor"], field="flavor", label="flavor", key="name")
+        cost = metering.estimate_instance(metering.tenant_of(self.actor), flavor=flavor, count=query["count"],
+                                          region=query["region"] or settings.PORTAL_DEFAULT_REGION)
+        return Response(s.EstimateSerializer(cost).data)
 
     @extend_schema(request=s.InstanceUpdateSerializer, responses=s.InstanceSerializer)
     def partial_update(self, request, id=None):

@@ -288,6 +288,12 @@ class ElasticIPSerializer(serializers.ModelSerializer):
         return nat.public_id if nat else None
 
 
+class ElasticIPEstimateSerializer(serializers.Serializer):
+    bandwidth_mbps = serializers.IntegerField(min_value=1, max_value=10000, default=100)
+    region = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,
+                                   help_text="Default: the platform's region")
+
+
 class ElasticIPCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
     external_network = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,

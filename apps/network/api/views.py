@@ -1,11 +1,14 @@
 """Network API: VPCs, subnets, ports (network interfaces) and security groups with their
 rules. Changes are written into the SDN before the answer: 201/200 means in place."""
 
+from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps.billing import metering
+from apps.compute.api.serializers import EstimateSerializer
 from apps.compute.models import Instance, Region
 from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 from apps.core.exceptions import NotFound, ValidationFailed
@@ -234,7 +237,16 @@ class ElasticIPViewSet(_NetworkViewSet):
     update_serializer = s.ElasticIPUpdateSerializer
     list_selector = staticmethod(selectors.list_eips)
     filterset_fields = ["name", "address"]
-    action_permissions = {**_CRUD, "bind": "change", "unbind": "change"}
+    action_permissions = {**_CRUD, "bind": "change", "unbind": "change", "estimate": "view"}
+
+    @extend_schema(request=s.ElasticIPEstimateSerializer, responses=EstimateSerializer,
+                   summary="The price of a new EIP before it is allocated (reads only)")
+    @action(detail=False, methods=["post"])
+    def estimate(self, request):
+        query = validated(s.ElasticIPEstimateSerializer, request)
+        cost = metering.estimate_eip(metering.tenant_of(self.actor), bandwidth_mbps=query["bandwidth_mbps"],
+                                     region=query["region"] or settings.PORTAL_DEFAULT_REGION)
+        return Response(EstimateSerializer(cost).data)
 
     @extend_schema(request=s.ElasticIPCreateSerializer, responses={201: s.ElasticIPSerializer})
     def create(self, request):

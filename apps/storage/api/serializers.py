@@ -44,6 +44,12 @@ class VolumeSerializer(serializers.ModelSerializer):
         return volume.image_id is not None
 
 
+class VolumeEstimateSerializer(serializers.Serializer):
+    size_gb = serializers.IntegerField(min_value=1, max_value=16384, help_text="GiB")
+    volume_type = serializers.CharField(max_length=64, required=False, allow_null=True, default=None,
+                                        help_text="Default: the platform's default type")
+
+
 class VolumeCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=128)
     size_gb = serializers.IntegerField(required=False, allow_null=True, default=None,

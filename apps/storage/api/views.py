@@ -6,6 +6,8 @@ from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps.billing import metering
+from apps.compute.api.serializers import EstimateSerializer
 from apps.compute.models import Instance
 from apps.core.api.views import PortalViewSet, TenantScopedViewSet, validated
 from apps.core.validation import lookup
@@ -24,7 +26,7 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     filterset_fields = ["status", "name"]
     action_permissions = {
         "list": "view", "retrieve": "view", "create": "create", "partial_update": "change", "destroy": "delete",
-        "resize": "resize", "attach": "attach", "detach": "attach", "restore": "delete",
+        "resize": "resize", "attach": "attach", "detach": "attach", "restore": "delete", "estimate": "view",
     }
 
     def _out(self, volume, code=status.HTTP_202_ACCEPTED):
@@ -34,6 +36,16 @@ class VolumeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         if public_id is None:
             return None
         return lookup(self.actor, Instance.objects, public_id, field="instance", label="instance")
+
+    @extend_schema(request=s.VolumeEstimateSerializer, responses=EstimateSerializer,
+                   summary="The price of a new volume before it is created (reads only)")
+    @action(detail=False, methods=["post"])
+    def estimate(self, request):
+        query = validated(s.VolumeEstimateSerializer, request)
+        volume_type = services.volume_type_for(self.actor, query["volume_type"])
+        cost = metering.estimate_volume(metering.tenant_of(self.actor), volume_type=volume_type,
+                                        size_gb=query["size_gb"])
+        return Response(EstimateSerializer(cost).data)
 
     @extend_schema(request=s.VolumeCreateSerializer, responses={202: s.VolumeSerializer})
     def create(self, request):

@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-from apps.billing import services
-from apps.billing.models import Product
+from apps.billing import gateways, services
+from apps.billing.gateways.base import SUCCEEDED, CheckoutSession, GatewayEventData, PaymentGateway
+from apps.billing.models import Order, Payment, Product, Transaction
 from apps.compute.models import Instance
 from tests.factories.compute import make_inventory
 
@@ -63,3 +64,52 @@ def make_instance(tenant_a):
                                        flavor=inventory["flavor"], image=inventory["image"], vcpus=1, ram_mb=128)
 
     return make
+
+
+class CheckoutStandIn(PaymentGateway):
+    """A configured gateway whose checkouts live in a dict and succeed when `paid` says so."""
+
+    code = "stripe"
+    sessions: dict[str, str] = {}
+
+    def is_configured(self):
+        return True
+
+    def create_customer(self, customer):
+        return f"cus_{customer.reference}"
+
+    def create_checkout(self, checkout, *, success_url, cancel_url):
+        external_id = f"cs_{checkout.reference}"
+        self.sessions[external_id] = checkout
+        return CheckoutSession(external_id=external_id, url=f"https://checkout.test/{external_id}")
+
+    def retrieve(self, external_id):
+        checkout = self.sessions[external_id]
+        return GatewayEventData(id="", type="checkout.session.completed", external_id=external_id,
+                                reference=checkout.reference, status=SUCCEEDED, amount=checkout.amount,
+                                currency=checkout.currency)
+
+    def parse_event(self, payload, headers):
+        raise NotImplementedError
+
+
+@pytest.fixture
+def gateway(settings, monkeypatch):
+    settings.PORTAL_STRIPE_SECRET_KEY = "sk_test_unit"
+    monkeypatch.setitem(gateways.GATEWAYS, "stripe", CheckoutStandIn)
+    monkeypatch.setattr(CheckoutStandIn, "sessions", {})
+    return CheckoutStandIn
+
+
+@pytest.fixture
+def ledger_clock(clock, monkeypatch):
+    """Ledger entries, orders and payments are stamped by the pinned clock too (their
+    `created_at` default was bound before the clock was pinned)."""
+    for model in (Transaction, Order, Payment):
+        monkeypatch.setattr(model._meta.get_field("created_at"), "_get_default", lambda: clock.now)
+    return clock
+
+
+@pytest.fixture
+def no_gateway(settings):
+    settings.PORTAL_STRIPE_SECRET_KEY = ""

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, transaction
 
-from apps.billing import selectors
+from apps.billing import selectors, services
 from apps.billing.models import UsageInterval
 from apps.billing.usage_services import change_usage, close_usage, open_usage
 from apps.core.exceptions import Conflict, ValidationFailed
@@ -67,9 +67,10 @@ def test_changing_what_is_not_metered_changes_nothing(catalog, make_instance):
     assert intervals(vm) == []
 
 
-def test_close_ends_every_meter_of_the_resource_and_twice_is_a_no_op(catalog, a_owner, actor):
+def test_close_ends_every_meter_of_the_resource_and_twice_is_a_no_op(catalog, operator, tenant_a, a_owner, actor):
     make_external_network()
-    eip = edge_services.allocate_eip(actor(a_owner), name="web")
+    services.grant_credit(operator, tenant=tenant_a, amount="10", currency="USD", reason="test")
+    eip = edge_services.allocate_eip(actor(a_owner), name="web")  # opens both meters: the opens below are re-runs
     open_usage(eip, product_code="eip.hour", quantity=1, at=T0)
     open_usage(eip, product_code="eip.bandwidth_mbps", quantity=100, at=T0)
     change_usage(eip, product_code="eip.bandwidth_mbps", quantity=200, at=T0 + timedelta(hours=2))

@@ -18,6 +18,8 @@ SCHEDULES = [
     ("empty the recycle bin of instances past their retention", "apps.compute.services.purge_recycled_instances", 60),
     ("reconcile networks with the SDN (OVN)", "apps.network.services.reconcile_network", 10),
     ("settle usage into the wallets", "apps.billing.tasks.settle_usage", settings.PORTAL_BILLING_SETTLE_MINUTES),
+    # Expiring subscriptions, overdue tenants (and their payments), low balances: each step once.
+    ("billing policy: expiry, overdue, low balance", "apps.billing.tasks.apply_billing_policy", 15),
 ]
 
 
