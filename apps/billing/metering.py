@@ -280,7 +280,7 @@ UNBILLED_STATUSES = (Instance.STOPPED, Instance.ERROR, Instance.RECYCLING, Insta
 
 
 def instance_changed(instance, *, at: datetime | None = None) -> None:
-    """Every recorded status of an instance passes here (compute's publish_instance): running
+    """Every recorded status of an instance passes here (compute's instance_status_recorded): running
     starts its metering, stopped, error, the recycle bin and deletion end it."""
     if instance.status == Instance.RUNNING:
         start_usage(instance, at=at)

@@ -8,7 +8,7 @@ class ComputeConfig(AppConfig):
 
     def ready(self):
         from apps.compute.models import Instance
-        from apps.compute.services import publish_instance
+        from apps.compute.services import instance_status_recorded
         from apps.core.nav import register_nav
         from apps.core.policies import register_area
         from apps.core.tasks import track_failures
@@ -20,4 +20,4 @@ class ComputeConfig(AppConfig):
         register_quota("ram_mb", "RAM", default=40960, unit="MiB")
         register_quota("images", "Images", default=10)
         register_nav("compute", "Instances", "instance-list", area="compute")
-        track_failures(Instance, publish=publish_instance)
+        track_failures(Instance, publish=instance_status_recorded)

@@ -141,7 +141,7 @@ def refresh_host(host_id: int, *, down_after_seconds: int) -> Host:
 
 
 # Periodic or hypervisor-driven, not user actions (what they change is recorded as "system").
-UNAUDITED = ("refresh_host", "apply_domain_event", "reconcile_host", "publish_instance",
+UNAUDITED = ("refresh_host", "apply_domain_event", "reconcile_host", "instance_status_recorded",
              "purge_recycled_instances")
 
 
@@ -488,7 +488,7 @@ def create_instances(actor: Actor, *, name: str, flavor: str, image: str, key_pa
         operation = start_operation(actor, area="compute", kind="instance.create", name=f"Create {instance.name}",
                                     resource_id=instance.public_id)
         enqueue_on_commit(provision_instance, instance.pk, operation.pk, resource=instance)
-        publish_instance(instance)
+        instance_status_recorded(instance)
         created.append(instance)
     return created
 
@@ -523,7 +523,7 @@ def _check_fit(flavor: Flavor, image: Image) -> None:
         raise ValidationFailed(" ".join(m for ms in problems.values() for m in ms), fields=problems)
 
 
-def publish_instance(instance: Instance) -> None:
+def instance_status_recorded(instance: Instance) -> None:
     """Every recorded status of an instance passes here (services, tasks, hypervisor events,
     failed tasks): meter it (running is billed, stopped, error, recycled and deleted are not:
     apps.billing.metering), and tell the tenant's open pages (on commit)."""
@@ -545,7 +545,7 @@ def _transition(actor: Actor, instance: Instance, action: str, allowed: tuple[st
                        code="invalid_state")
     instance.status, instance.status_reason = new_status, ""
     instance.save(update_fields=["status", "status_reason", "updated_at"])
-    publish_instance(instance)
+    instance_status_recorded(instance)
     return instance
 
 
@@ -631,7 +631,7 @@ def purge_recycled_instances() -> int:
     from apps.compute import tasks
     from apps.core.tasks import purge_recycle_bin
 
-    return purge_recycle_bin(Instance, delete_task=tasks.destroy_instance, publish=publish_instance)
+    return purge_recycle_bin(Instance, delete_task=tasks.destroy_instance, publish=instance_status_recorded)
 
 
 @audited("instance_group.create", area="compute")
@@ -755,7 +755,7 @@ def resize_instance(actor: Actor, *, instance: Instance, flavor: str) -> Instanc
     locked.flavor, locked.vcpus, locked.ram_mb = new, new.vcpus, new.ram_mb
     locked.status, locked.status_reason = Instance.RESIZING, ""
     locked.save(update_fields=["flavor", "vcpus", "ram_mb", "status", "status_reason", "updated_at"])
-    publish_instance(locked)
+    instance_status_recorded(locked)
     enqueue_on_commit(tasks.resize_instance, locked.pk, int(live), resource=locked)
     return locked
 
@@ -812,7 +812,7 @@ def _start_move(actor: Actor, instance: Instance, target: Host | None, *, live: 
     was = instance.status
     instance.status, instance.status_reason = Instance.MIGRATING, f"{'live ' if live else ''}to {new_host.name}"
     instance.save(update_fields=["status", "status_reason", "updated_at"])
-    publish_instance(instance)
+    instance_status_recorded(instance)
     if live:
         operation = start_operation(actor, area="compute", kind="instance.live_migrate", tenant=instance.tenant,
                                     name=f"Live-migrate {instance.name}", resource_id=instance.public_id,
@@ -920,7 +920,7 @@ def _observed(instance: Instance, status: str, reason: str, action: str = "insta
     instance.save(update_fields=["status", "status_reason", "updated_at"])
     record(Actor.system(tenant=instance.tenant), action=action, area="compute", resource=instance,
            details={"status": status, "reason": reason})
-    publish_instance(instance)
+    instance_status_recorded(instance)
 
 
 @transaction.atomic

@@ -100,7 +100,7 @@ def hotplug_room(instance: Instance) -> dict[str, int]:
 
 
 def _set_status(instance_id: int, status: str, reason: str = "", **fields) -> Instance:
-    return record_status(Instance, instance_id, status, reason, publish=services.publish_instance, **fields)
+    return record_status(Instance, instance_id, status, reason, publish=services.instance_status_recorded, **fields)
 
 
 def _load(instance_id: int) -> Instance:
@@ -132,7 +132,7 @@ def provision_instance(instance_id: int, operation_id: int) -> None:
         if instance.status == Instance.BUILDING:
             instance.status, instance.launched_at = Instance.RUNNING, timezone.now()
             instance.save(update_fields=["status", "launched_at", "updated_at"])
-            services.publish_instance(instance)
+            services.instance_status_recorded(instance)
     core_services.operation_finish(operation_id, result={"host": instance.host.name}, log="running")
 
 
@@ -167,7 +167,7 @@ def _fail_build(instance: Instance, operation_id: int, reason: str, *, reschedul
             operation.save(update_fields=["params"])
             locked.host, locked.status, locked.status_reason = host, Instance.PENDING, f"Retrying on {host.name}"
             locked.save(update_fields=["host", "status", "status_reason", "pci_addresses", "updated_at"])
-            services.publish_instance(locked)
+            services.instance_status_recorded(locked)
             core_services.operation_step(operation_id, step="rescheduling", progress=5,
                                          log=f"build failed on {instance.host.name}: {reason}; retrying on {host.name}")
             enqueue_on_commit(provision_instance, locked.pk, operation_id, resource=locked)
@@ -175,7 +175,7 @@ def _fail_build(instance: Instance, operation_id: int, reason: str, *, reschedul
         locked.host, locked.status, locked.status_reason = None, Instance.ERROR, f"Build failed: {reason}"[:512]
         locked.pci_addresses = []
         locked.save(update_fields=["host", "status", "status_reason", "pci_addresses", "updated_at"])
-        services.publish_instance(locked)
+        services.instance_status_recorded(locked)
     core_services.operation_fail(operation_id, error=reason)
 
 
@@ -300,7 +300,7 @@ def _moved(instance_id: int, source_id: int, target: Host, status: str, reason: 
             locked.host = target
         locked.status, locked.status_reason = status, reason
         locked.save(update_fields=["host", "status", "status_reason", "updated_at"])
-        services.publish_instance(locked)
+        services.instance_status_recorded(locked)
 
 
 def _move_failed(instance_id: int, target_id: int, status: str, reason: str) -> None:
@@ -312,7 +312,7 @@ def _move_failed(instance_id: int, target_id: int, status: str, reason: str) -> 
         scheduler.release(target_id, vcpus=locked.vcpus, ram_mb=locked.ram_mb)
         locked.status, locked.status_reason = status, reason[:512]
         locked.save(update_fields=["status", "status_reason", "updated_at"])
-        services.publish_instance(locked)
+        services.instance_status_recorded(locked)
 
 
 def _runs_on(driver, name: str) -> bool:
@@ -443,7 +443,7 @@ def destroy_instance(instance_id: int) -> None:
         locked.status, locked.host, locked.deleted_at = Instance.DELETED, None, timezone.now()
         locked.save(update_fields=["status", "host", "deleted_at", "updated_at"])
         instance_deleted.send(sender=Instance, instance=locked)
-        services.publish_instance(locked)
+        services.instance_status_recorded(locked)
     serial_log_path(instance).unlink(missing_ok=True)
     seed_path(instance).unlink(missing_ok=True)
 

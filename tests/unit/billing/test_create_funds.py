@@ -182,14 +182,14 @@ def test_the_estimate_api_prices_instances_volumes_and_eips(world, api, a_owner,
 def test_the_create_pages_show_the_price_and_follow_the_form(world, client, a_owner):
     client.force_login(a_owner.user)
     page = client.get("/instances/").content.decode()
-    assert 'id="instance-price"' in page and "0.5 USD per hour" in page and "300.00 USD per month" in page
+    assert 'id="instance-price"' in page and "0.50 USD per hour" in page and "300.00 USD per month" in page
     fragment = client.get("/instances/estimate", {"flavor": "t1.small", "count": "2"}).content.decode()
-    assert "2 USD per hour" in fragment and "1460.00 USD per month" in fragment and "prepaid" not in fragment
+    assert "2.00 USD per hour" in fragment and "1460.00 USD per month" in fragment and "prepaid" not in fragment
 
     page = client.get("/volumes/").content.decode()
     assert 'id="volume-price"' in page and "USD per hour" not in page  # no size yet
     fragment = client.get("/volumes/estimate", {"size_gb": "10", "volume_type": "standard"}).content.decode()
-    assert "0.1 USD per hour" in fragment and "70.00 USD per month" in fragment
+    assert "0.10 USD per hour" in fragment and "70.00 USD per month" in fragment
 
     page = client.get("/eips/").content.decode()
     assert 'id="eip-price"' in page and "1.25 USD per hour" in page  # 100 Mbit/s by default
