@@ -343,9 +343,12 @@ def _low_balance(wallet: Wallet) -> bool:
                           "wallet to keep the resources running.") is not None
 
 
-def check_can_start(resource) -> None:
-    """Refuse (402) to start a resource the billing policy holds stopped: its subscription
-    expired past the grace period, or it is on demand and its tenant is overdue."""
+def check_can_start(actor: Actor, resource) -> None:
+    """Refuse (402) a tenant's start or restore of a resource the billing policy holds stopped:
+    its subscription expired past the grace period, or it is on demand and its tenant is
+    overdue. Operators (and the policy itself, as the system) may."""
+    if actor.is_privileged:
+        return
     sub = Subscription.objects.filter(resource_id=resource.public_id, status__in=COVERING).first()
     if sub is not None:
         if sub.status in (Subscription.SUSPENDED, Subscription.RECYCLED):

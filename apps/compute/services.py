@@ -551,22 +551,14 @@ def _transition(actor: Actor, instance: Instance, action: str, allowed: tuple[st
 
 @audited("instance.start", area="compute")
 def start_instance(actor: Actor, *, instance: Instance) -> Instance:
+    from apps.billing import policy
     from apps.compute import tasks
     from apps.core.tasks import enqueue_on_commit
 
-    _billing_allows_start(actor, instance)
+    policy.check_can_start(actor, instance)
     instance = _transition(actor, instance, "start", (Instance.STOPPED,), Instance.STARTING)
     enqueue_on_commit(tasks.start_instance, instance.pk, resource=instance)
     return instance
-
-
-def _billing_allows_start(actor: Actor, instance: Instance) -> None:
-    """A tenant cannot start what the billing policy stopped (an expired subscription, an overdue
-    wallet) before paying: 402. Operators may."""
-    from apps.billing import policy
-
-    if not actor.is_privileged:
-        policy.check_can_start(instance)
 
 
 @audited("instance.stop", area="compute")
@@ -615,10 +607,11 @@ def delete_instance(actor: Actor, *, instance: Instance, force: bool = False) ->
 @audited("instance.restore", area="compute")
 def restore_instance(actor: Actor, *, instance: Instance) -> Instance:
     """Back from the recycle bin, started again (its claim and resources were kept)."""
+    from apps.billing import policy
     from apps.compute import tasks
     from apps.core.tasks import enqueue_on_commit
 
-    _billing_allows_start(actor, instance)
+    policy.check_can_start(actor, instance)
     instance = _transition(actor, instance, "restore", (Instance.RECYCLED,), Instance.STARTING, permission="delete")
     instance.recycled_at = None
     instance.save(update_fields=["recycled_at"])

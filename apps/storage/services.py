@@ -401,8 +401,7 @@ def restore_volume(actor: Actor, *, volume: Volume) -> Volume:
     from apps.billing import metering, policy
 
     permissions.require(actor, volume, "delete")
-    if not actor.is_privileged:
-        policy.check_can_start(volume)
+    policy.check_can_start(actor, volume)
     volume = _locked(volume)
     _require_status(volume, "restore", (Volume.RECYCLED,))
     volume.status, volume.status_reason, volume.recycled_at = Volume.AVAILABLE, "", None

@@ -83,7 +83,7 @@ def test_an_expired_subscription_is_stopped_recycled_and_brought_back_by_renewal
     assert (fresh(web_sub).status, fresh(web).status) == ("suspended", "stopped")
     assert (fresh(disk_sub).status, fresh(disk).status) == ("suspended", "available")
     with pytest.raises(InsufficientFunds):
-        policy.check_can_start(web)  # what the lifecycle asks before a start
+        policy.check_can_start(owner, web)  # what the lifecycle asks before a start
     clock.now = datetime(2026, 4, 10, 23, tzinfo=UTC)
     run_tasks(policy.run)  # nothing more before its time
     assert (fresh(web_sub).status, fresh(web).status) == ("suspended", "stopped")
@@ -99,7 +99,7 @@ def test_an_expired_subscription_is_stopped_recycled_and_brought_back_by_renewal
     assert (fresh(web_sub).status, fresh(web_sub).expires_at, fresh(web).status) == (
         "active", datetime(2026, 5, 1, tzinfo=UTC), "running")
     assert (fresh(disk_sub).status, fresh(disk).status) == ("active", "available")
-    policy.check_can_start(web)
+    policy.check_can_start(owner, web)
     assert Wallet.objects.get(tenant=tenant_a).balance == balance - Decimal("30.00")  # 20.00 + 10 GB × 1.00
 
 
@@ -146,8 +146,8 @@ def test_an_overdue_tenant_is_warned_stopped_recycled_and_restored_by_a_payment(
     assert [fresh(i).status for i in (web, idle, paid)] == ["stopped", "stopped", "running"]
     assert web.public_id in Notice.objects.get(kind=Notice.STOPPED).message
     with pytest.raises(InsufficientFunds):
-        policy.check_can_start(idle)
-    policy.check_can_start(paid)
+        policy.check_can_start(owner, idle)
+    policy.check_can_start(owner, paid)
 
     clock.now = start + timedelta(days=8)
     run_tasks(policy.run)
